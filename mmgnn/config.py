@@ -1,0 +1,124 @@
+"""Structured configs: schemas for the config groups whose fields are fixed.
+
+Registered in Hydra's ConfigStore as ``<group>/schema`` and named first in each option's
+``defaults`` list, so a misspelt key or a value of the wrong type fails at start with Hydra's
+own message (``train.epochs=abc`` -> ``Value 'abc' could not be converted to Integer``).
+The groups that build objects with ``_target_`` (gnn, skip, fusion, model, loss) are checked
+by ``hydra.utils.instantiate`` against the constructors' signatures instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DataConfig:
+    """``data`` group: which dataset and how it is prepared."""
+
+    name: str = "synthetic"
+    loader: Any = None  # _target_ + arguments of the loader function
+    pairing: str = "item"  # item | label: what corresponds across modalities
+    standardize: bool = True  # per-modality z-score with train-split statistics
+
+
+@dataclass
+class GraphBuilderConfig:
+    builder: str = "knn"  # chain | grid | knn | full | given
+    window: int = 1
+    neighbours: int = 4
+    k: int = 8
+    space: str = "pos"
+
+
+@dataclass
+class GraphConfig:
+    """``graph`` group: one builder per modality, ``default`` for the unlisted ones."""
+
+    default: GraphBuilderConfig = field(default_factory=GraphBuilderConfig)
+    modalities: dict[str, GraphBuilderConfig] = field(default_factory=dict)
+    self_loops: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """``optim`` group: AdamW with decoupled weight decay on weights only."""
+
+    name: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+
+
+@dataclass
+class SchedConfig:
+    """``sched`` group: linear warm-up then cosine annealing, stepped per optimiser step."""
+
+    name: str = "warmup_cosine"
+    warmup_fraction: float = 0.1
+    min_lr_ratio: float = 0.05
+
+
+@dataclass
+class StageConfig:
+    """One stage of fine-tuning: its epochs, frozen modules and per-module lr scales."""
+
+    name: str = "joint"
+    epochs: int = 10
+    freeze: list[str] = field(default_factory=list)
+    lr_scale: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RobustnessConfig:
+    missing: bool = True  # drop each modality and each pair of modalities at test time
+    noise_levels: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.6, 0.9])
+
+
+@dataclass
+class TrainConfig:
+    """``train`` group: batches, stages, validation, early stopping, checkpoints, device."""
+
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    modality_dropout: float = 0.0
+    monitor: str = "auto"  # a validation metric key, or auto (from data.pairing)
+    patience: int = 5  # epochs without improvement before stopping (0: never stop early)
+    min_delta: float = 0.0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision (bf16 autocast) when on CUDA; ignored on CPU
+    resume: bool = False  # continue from <run dir>/checkpoints/last.pt
+    stop_after_epoch: Optional[int] = None  # end the run after this epoch (tests of resume)
+    max_items: Optional[int] = None  # use only this many items (debug=fast)
+    num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+
+
+@dataclass
+class TrackingConfig:
+    """``tracking`` group: where and what MLflow logs."""
+
+    enabled: bool = True
+    uri: Optional[str] = None  # None: sqlite:///<project>/outputs/mlflow.db
+    experiment: str = "mmgnn"
+    run_name: Optional[str] = None  # None: made from the config (gat-sum-xattn-hardneg-s0)
+    log_checkpoint: bool = True
+    log_plots: bool = True
+    skip_finished: bool = True  # a config whose hash already has a FINISHED run is skipped
+    force: bool = False  # re-run even when a FINISHED run of this config exists
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (call before ``@hydra.main`` runs)."""
+    cs = ConfigStore.instance()
+    cs.store(group="data", name="schema", node=DataConfig)
+    cs.store(group="graph", name="schema", node=GraphConfig)
+    cs.store(group="optim", name="schema", node=OptimConfig)
+    cs.store(group="sched", name="schema", node=SchedConfig)
+    cs.store(group="train", name="schema", node=TrainConfig)
+    cs.store(group="tracking", name="schema", node=TrackingConfig)

@@ -1,0 +1,256 @@
+"""One Hydra job: data -> graphs -> model -> training -> test metrics (called by ``run.py``)."""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mmgnn.data.dataset import MultimodalDataset
+from mmgnn.data.graphs import graph_specs_from_config
+from mmgnn.data.pipeline import PreparedData, prepare_data
+from mmgnn.losses import MultimodalObjective
+from mmgnn.metrics import metrics_table, monitored_value
+from mmgnn.models import count_parameters
+from mmgnn.train.evaluation import collect_outputs, robustness, score
+from mmgnn.train.stages import Stage
+from mmgnn.train.trainer import EpochCallback, Trainer, choose_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+PAIRINGS = ("item", "label")
+
+
+@dataclass
+class JobResult:
+    """Everything a job produced: the value sweepers optimise and the files it wrote."""
+
+    monitor: str
+    value: float  # best validation value of the monitored metric
+    test_metrics: dict[str, float]
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    complexity: dict[str, float] = field(default_factory=dict)
+
+
+def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
+    """Combinations of config and data that cannot work fail here, before training."""
+    if cfg.data.pairing not in PAIRINGS:
+        raise ValueError(f"data.pairing must be one of {PAIRINGS}, got {cfg.data.pairing!r}")
+    if dataset.labels is None:
+        if cfg.data.pairing == "label":
+            raise ValueError("data.pairing=label needs a label column in items.csv")
+        if cfg.loss.fused == "classify":
+            raise ValueError(
+                "loss.fused=classify needs labels but the dataset has none; use loss.fused=none"
+            )
+
+
+def load_dataset(cfg: DictConfig) -> MultimodalDataset:
+    """The dataset named by ``cfg.data`` (its ``loader`` is instantiated)."""
+    return instantiate(cfg.data.loader)
+
+
+def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
+    """Subsample (debug), standardise and build the graphs the config asks for."""
+    graph = OmegaConf.to_container(cfg.graph, resolve=True)
+    specs = graph_specs_from_config(dataset.modality_names, graph["default"], graph["modalities"])
+    return prepare_data(
+        dataset,
+        specs,
+        self_loops=graph["self_loops"],
+        standardize=cfg.data.standardize,
+        max_items=cfg.train.max_items,
+        seed=cfg.seed,
+    )
+
+
+def build_model(cfg: DictConfig, data: PreparedData) -> torch.nn.Module:
+    """``MultimodalGNN`` from the model, gnn, skip and fusion groups."""
+    dims = {m: d.dim for m, d in data.dataset.modalities.items()}
+    classify = cfg.loss.fused == "classify" and data.dataset.labels is not None
+    return instantiate(
+        cfg.model,
+        modality_dims=dims,
+        num_classes=data.dataset.num_classes if classify else 0,
+        branch=instantiate(cfg.gnn),
+        skip=instantiate(cfg.skip),
+        fusion=instantiate(cfg.fusion),
+    )
+
+
+def build_objective(cfg: DictConfig) -> MultimodalObjective:
+    return MultimodalObjective(
+        alignment=instantiate(cfg.loss.alignment),
+        fused=cfg.loss.fused,
+        fused_weight=cfg.loss.fused_weight,
+    )
+
+
+def data_summary(data: PreparedData) -> str:
+    """Items per split, and per modality: present/missing items, nodes, edges."""
+    sizes = data.split_sizes()
+    lines = [
+        f"dataset {data.dataset.name}: {data.dataset.n_items} items "
+        + " ".join(f"{k}={v}" for k, v in sizes.items())
+        + f", {data.dataset.num_classes} classes, {len(data.dataset.group_names)} groups",
+        data.summary().to_string(index=False),
+        "prepared in " + ", ".join(f"{k} {v:.2f}s" for k, v in data.timings.items()),
+    ]
+    return "\n".join(lines)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_job(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    callbacks: list[EpochCallback] | None = None,
+) -> JobResult:
+    """Train and test one configuration; write ``test_metrics.json`` into ``run_dir``."""
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+
+    dataset = load_dataset(cfg)
+    check_config(cfg, dataset)
+    data = prepare(cfg, dataset)
+    print(data_summary(data), flush=True)
+    if data.standardizer is not None:
+        data.standardizer.save(run_dir / "standardizer.npz")
+
+    device = choose_device(cfg.train.device)
+    model = build_model(cfg, data)
+    objective = build_objective(cfg)
+    n_params = count_parameters(model)
+    log.info("model: %d parameters (%s)", n_params, type(model).__name__)
+    stages = [Stage(**OmegaConf.to_container(s, resolve=True)) for s in cfg.train.stages]
+    trainer = Trainer(
+        model,
+        objective,
+        data,
+        stages,
+        run_dir,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+        grad_clip=cfg.optim.grad_clip,
+        warmup_fraction=cfg.sched.warmup_fraction,
+        min_lr_ratio=cfg.sched.min_lr_ratio,
+        batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size,
+        modality_dropout=cfg.train.modality_dropout,
+        pairing=cfg.data.pairing,
+        monitor=cfg.train.monitor,
+        patience=cfg.train.patience,
+        min_delta=cfg.train.min_delta,
+        device=device,
+        amp=cfg.train.amp,
+        seed=cfg.seed,
+        callbacks=callbacks or [],
+        stop_after_epoch=cfg.train.stop_after_epoch,
+    )
+    if cfg.train.resume:
+        trainer.resume()
+    fit = trainer.fit()
+
+    # Test with the best checkpoint.
+    trainer.load_best()
+    t0 = time.perf_counter()
+    test_loader = data.loader("test", cfg.train.eval_batch_size)
+    outputs = collect_outputs(model, test_loader, device)
+    eval_seconds = time.perf_counter() - t0
+    test = score(outputs, data.dataset.group_names, cfg.data.pairing)
+    rob = robustness(
+        model,
+        data,
+        "test",
+        cfg.train.eval_batch_size,
+        device,
+        cfg.data.pairing,
+        missing=cfg.train.robustness.missing,
+        noise_levels=list(cfg.train.robustness.noise_levels),
+        seed=cfg.seed,
+    )
+    n_test = max(1, len(outputs.index))
+    complexity = {
+        "params/total": float(n_params),
+        **{f"params/trainable/{k}": float(v) for k, v in fit.trainable_per_stage.items()},
+        "time/train_s": fit.seconds,
+        "time/total_s": time.perf_counter() - t_start,
+        "time/graphs_s": data.timings.get("graphs", 0.0),
+        "latency/ms_per_item": 1000 * eval_seconds / n_test,
+        "memory/peak_mb": _peak_memory_mb(device),
+    }
+    test_metrics = {f"test/{k}": v for k, v in {**test, **rob}.items()}
+    test_metrics.update(complexity)
+    test_metrics["best_epoch"] = float(fit.best_epoch)
+    monitor_name, test_value = monitored_value(test, cfg.data.pairing)
+
+    files = {"test_metrics": run_dir / "test_metrics.json"}
+    payload = {
+        "monitor": fit.monitor,
+        "best_val": fit.best_value,
+        "best_epoch": fit.best_epoch,
+        "test_monitored": {monitor_name: test_value},
+        "metrics": test_metrics,
+    }
+    files["test_metrics"].write_text(json.dumps(payload, indent=2, sort_keys=True))
+    files["best_checkpoint"] = trainer.ckpt_dir / "best.pt"
+    print(format_results(test, rob, complexity, fit.monitor, fit.best_value, fit.best_epoch))
+    return JobResult(
+        monitor=fit.monitor,
+        value=fit.best_value,
+        test_metrics=test_metrics,
+        best_epoch=fit.best_epoch,
+        history=fit.history,
+        run_dir=run_dir,
+        files=files,
+        complexity=complexity,
+    )
+
+
+def format_results(
+    test: dict[str, float],
+    rob: dict[str, float],
+    complexity: dict[str, float],
+    monitor: str,
+    best_value: float,
+    best_epoch: int,
+) -> str:
+    """The printed summary: headline test metrics, robustness and complexity tables."""
+    lines = [f"best {monitor} = {best_value:.4f} at epoch {best_epoch + 1}", "", "test metrics:"]
+    lines.append(metrics_table(test).to_string())
+    if rob:
+        frame = pd.Series(rob, name="value").to_frame()
+        frame = frame[~frame.index.str.contains(r"/\d", regex=True)]
+        lines += ["", "robustness (test):", frame.to_string(float_format=lambda v: f"{v:.4f}")]
+    lines += ["", "complexity:"]
+    lines += [f"  {k:<28} {v:,.3f}" for k, v in complexity.items()]
+    return "\n".join(lines)
+
+
+
+def main_job(cfg: DictConfig) -> float:
+    """``run.py``'s body: run the job in Hydra's output directory; return the best val value."""
+    from hydra.core.hydra_config import HydraConfig
+
+    result = run_job(cfg, HydraConfig.get().runtime.output_dir)
+    return result.value
