@@ -53,6 +53,18 @@ def subset_dataset(dataset: MultimodalDataset, rows: np.ndarray) -> MultimodalDa
     )
 
 
+def sample_per_split(dataset: MultimodalDataset, max_items: int, seed: int) -> np.ndarray:
+    """``max_items`` sorted rows drawn from every split in proportion to its size."""
+    rng = np.random.default_rng([seed, 0x5AB5E7])  # a stream apart from the split's own
+    fraction = max_items / dataset.n_items
+    rows = []
+    for split in SPLITS:
+        pool = dataset.indices(split)
+        take = min(len(pool), max(1, round(fraction * len(pool)))) if len(pool) else 0
+        rows.append(rng.choice(pool, size=take, replace=False))
+    return np.sort(np.concatenate(rows))
+
+
 @dataclass
 class PreparedData:
     """A dataset ready for training: standardised features, cached graphs, a collator.
@@ -108,8 +120,7 @@ def prepare_data(
 ) -> PreparedData:
     """Subsample (``max_items``), standardise with train statistics, build every graph."""
     if max_items is not None and max_items < dataset.n_items:
-        rows = np.sort(np.random.default_rng(seed).permutation(dataset.n_items)[:max_items])
-        dataset = subset_dataset(dataset, rows)
+        dataset = subset_dataset(dataset, sample_per_split(dataset, max_items, seed))
     timings: dict[str, float] = {}
     standardizer = None
     t0 = time.perf_counter()

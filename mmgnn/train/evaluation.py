@@ -11,7 +11,7 @@ from torch import nn
 
 from mmgnn.data.batch import MultimodalBatch, csr_positions
 from mmgnn.data.pipeline import PreparedData
-from mmgnn.metrics import multimodal_metrics, robustness_auc
+from mmgnn.metrics import metric_key_part, multimodal_metrics, robustness_auc
 
 
 @dataclass
@@ -156,19 +156,20 @@ def robustness(
             for combo in itertools.combinations(range(len(names)), r):
                 if len(combo) >= len(names):
                     continue
-                tag = "+".join(names[c] for c in combo)
+                tag = "_and_".join(metric_key_part(names[c]) for c in combo)
                 for k, v in run(drop_modalities(list(combo))).items():
                     results[f"missing/{tag}/{k}"] = v
     rows = data.dataset.indices(split)
     for m in names if noise_levels else []:
+        key = metric_key_part(m)
         graphs = data.graphs[m]
         node_rows, _ = csr_positions(graphs.ptr, torch.as_tensor(rows))
         sigma = graphs.x[node_rows].std(dim=0) if len(node_rows) > 1 else torch.ones(graphs.x.shape[1])
         curves: dict[str, list[float]] = {}
         for level in noise_levels:
             for k, v in run(add_noise(m, sigma * float(level), seed)).items():
-                results[f"noise/{m}/{level:g}/{k}"] = v
+                results[f"noise/{key}/{level:g}/{k}"] = v
                 curves.setdefault(k, []).append(v)
         for k, values in curves.items():
-            results[f"noise/{m}/auc/{k}"] = robustness_auc(list(noise_levels), values)
+            results[f"noise/{key}/auc/{k}"] = robustness_auc(list(noise_levels), values)
     return results

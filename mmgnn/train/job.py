@@ -17,9 +17,9 @@ from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pipeline import PreparedData, prepare_data
 from mmgnn.losses import MultimodalObjective
-from mmgnn.metrics import metrics_table, monitored_value
+from mmgnn.metrics import monitored_value
 from mmgnn.models import count_parameters
-from mmgnn.train.evaluation import collect_outputs, robustness, score
+from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
 from mmgnn.train.stages import Stage
 from mmgnn.train.trainer import EpochCallback, Trainer, choose_device, seed_everything
 
@@ -40,6 +40,7 @@ class JobResult:
     run_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     complexity: dict[str, float] = field(default_factory=dict)
+    outputs: SplitOutputs | None = None  # the test split's outputs (for plots)
 
 
 def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
@@ -93,6 +94,7 @@ def build_objective(cfg: DictConfig) -> MultimodalObjective:
         alignment=instantiate(cfg.loss.alignment),
         fused=cfg.loss.fused,
         fused_weight=cfg.loss.fused_weight,
+        alignment_weight=cfg.loss.alignment_weight,
     )
 
 
@@ -224,6 +226,7 @@ def run_job(
         run_dir=run_dir,
         files=files,
         complexity=complexity,
+        outputs=outputs,
     )
 
 
@@ -235,22 +238,59 @@ def format_results(
     best_value: float,
     best_epoch: int,
 ) -> str:
-    """The printed summary: headline test metrics, robustness and complexity tables."""
-    lines = [f"best {monitor} = {best_value:.4f} at epoch {best_epoch + 1}", "", "test metrics:"]
-    lines.append(metrics_table(test).to_string())
+    """The printed summary: retrieval per direction, headline metrics, robustness, cost.
+
+    Every number is also in ``test_metrics.json`` (per group, per pair, per noise level).
+    """
+    fmt = lambda v: f"{v:.4f}"  # noqa: E731
+    direction = pd.Series(test).filter(regex=r"^[^/]+_to_[^/]+/").rename_axis("key").reset_index()
+    parts = direction["key"].str.split("/", n=1, expand=True)
+    table = direction.assign(pair=parts[0], metric=parts[1]).pivot(
+        index="pair", columns="metric", values=0
+    )
+    headline = pd.Series(test).filter(
+        regex=r"^(retrieval/(r1|r5|r10|medr|mean_rank|map|rsum|mean_recall)|fused/(acc|macro_f1|map)"
+        r"|worst_group/(retrieval/(mean_recall|map)|fused/acc))$"
+    )
+    lines = [
+        f"best {monitor} = {best_value:.4f} at epoch {best_epoch + 1} (test metrics below "
+        "use that checkpoint)",
+        "",
+        "test retrieval per direction:",
+        table.to_string(float_format=fmt),
+        "",
+        "test summary:",
+        headline.to_string(float_format=fmt),
+    ]
     if rob:
-        frame = pd.Series(rob, name="value").to_frame()
-        frame = frame[~frame.index.str.contains(r"/\d", regex=True)]
-        lines += ["", "robustness (test):", frame.to_string(float_format=lambda v: f"{v:.4f}")]
-    lines += ["", "complexity:"]
-    lines += [f"  {k:<28} {v:,.3f}" for k, v in complexity.items()]
+        kept = pd.Series(rob).filter(regex=r"^(missing/|noise/[^/]+/auc/)")
+        lines += ["", "robustness (test; noise = area under the curve over levels):",
+                  kept.to_string(float_format=fmt)]
+    lines += ["", "complexity:", pd.Series(complexity).to_string(float_format=lambda v: f"{v:,.3f}")]
     return "\n".join(lines)
 
 
-
 def main_job(cfg: DictConfig) -> float:
-    """``run.py``'s body: run the job in Hydra's output directory; return the best val value."""
+    """``run.py``'s body: one tracked job in Hydra's output folder.
+
+    Returns the best validation value of the monitored metric (what sweepers optimise;
+    the test split is never used for selection). With tracking on, a config whose hash
+    already has a FINISHED run in the experiment is skipped (``tracking.force=true`` re-runs).
+    """
     from hydra.core.hydra_config import HydraConfig
 
-    result = run_job(cfg, HydraConfig.get().runtime.output_dir)
+    from mmgnn.tracking import MLflowJobRun
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    if not cfg.tracking.enabled:
+        return run_job(cfg, run_dir).value
+    tracker = MLflowJobRun.from_hydra(cfg)
+    previous = tracker.finished_run()
+    if previous is not None:
+        tracker.mark_reused(previous)
+        monitor = previous.data.tags.get("mmgnn.monitor", "")
+        return float(previous.data.metrics.get(f"best_{monitor}", float("nan")))
+    with tracker:
+        result = run_job(cfg, run_dir, callbacks=[tracker])
+        tracker.log_result(result)
     return result.value

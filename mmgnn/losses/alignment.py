@@ -1,0 +1,397 @@
+"""Alignment losses between the per-modality embeddings of a batch.
+
+Every loss takes ``embeddings`` (modality -> ``[B, D]``), ``present`` (bool ``[B, M]``, columns
+in the dict's order), ``labels`` (int64 ``[B]`` or None; a negative label means "unlabelled")
+and ``groups`` (int64 ``[B]`` or None) and returns a scalar averaged over modality pairs.
+
+Missing modalities are left out, never counted as zeros: an item lacking modality ``a`` is
+no anchor of ``a``, an item lacking ``b`` is neither a positive nor a negative key of ``b``,
+and a pair (or direction) without any valid anchor contributes nothing. When nothing at all
+is valid the loss is a zero that keeps a ``grad_fn`` (``backward`` works, no NaN).
+
+``pairing`` says what corresponds across modalities:
+
+* ``"item"``: the positive of item ``i``'s modality ``a`` is item ``i``'s modality ``b``; an
+  anchor needs both modalities.
+* ``"label"``: every same-label item's modality ``b`` is a positive (multi-positive); an
+  anchor needs modality ``a`` and at least one present same-label key.
+
+Embeddings are L2-normalised again inside (idempotent on the model's output) and every loss
+is computed in float32 with autocast disabled, so bf16 training keeps a stable loss.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from abc import ABC, abstractmethod
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mmgnn.losses.queue import EmbeddingQueue  # noqa: E402
+
+PAIRINGS = ("item", "label")
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def same_label(anchor_labels: torch.Tensor, key_labels: torch.Tensor) -> torch.Tensor:
+    """bool ``[A, K]``: anchor and key share a label (negative labels match nothing)."""
+    return (anchor_labels[:, None] == key_labels[None, :]) & (anchor_labels[:, None] >= 0)
+
+
+class _PairwiseAlignment(nn.Module, ABC):
+    """Shared input checks, averaging over modality pairs and the epoch counter."""
+
+    uses_labels = False  # whether the loss needs labels whatever the pairing
+
+    def __init__(self, pairing: str = "item") -> None:
+        super().__init__()
+        if pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+        self.pairing = pairing
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the loss the current (0-based) epoch; schedules read it."""
+        self.epoch = int(epoch)
+
+    def clamp_(self) -> "_PairwiseAlignment":
+        """Keep learnable loss parameters in range; call after every optimiser step."""
+        return self
+
+    def forward(
+        self,
+        embeddings: dict[str, torch.Tensor],
+        present: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean of the pair terms (see the module docstring); a scalar float32 tensor."""
+        names = list(embeddings)
+        if len(names) < 2:
+            raise ValueError(f"alignment needs at least two modalities, got {names}")
+        batch = next(iter(embeddings.values())).shape[0]
+        if tuple(present.shape) != (batch, len(names)):
+            raise ValueError(
+                f"present must be [B, M] = [{batch}, {len(names)}] (columns {names}), "
+                f"got {tuple(present.shape)}"
+            )
+        if labels is None and (self.pairing == "label" or self.uses_labels):
+            needs = f"pairing={self.pairing!r}" + (", label_positives=True" if self.uses_labels else "")
+            raise ValueError(f"{type(self).__name__} needs labels ({needs}); the batch has none")
+        device = present.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            z = [F.normalize(embeddings[m].float(), dim=-1) for m in names]
+            terms = self._pair_terms(names, z, present.bool(), labels, groups)
+        if not terms:
+            return self._zero(embeddings)
+        return torch.stack(terms).mean()
+
+    @abstractmethod
+    def _pair_terms(
+        self,
+        names: list[str],
+        z: list[torch.Tensor],
+        present: torch.Tensor,
+        labels: torch.Tensor | None,
+        groups: torch.Tensor | None,
+    ) -> list[torch.Tensor]:
+        """Scalar terms to average: one per modality pair (or direction) with valid rows.
+
+        ``z``: float32 L2-normalised ``[B, D]`` per modality in ``names`` order.
+        """
+
+    def _zero(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A float32 zero connected to every input (and parameter) so backward works."""
+        zero = sum(e.float().sum() for e in embeddings.values()) * 0.0
+        for p in self.parameters():
+            zero = zero + p.float().sum() * 0.0
+        return zero
+
+
+class CosineAlignment(_PairwiseAlignment):
+    """``1 - cos(z_a, z_b)`` of corresponding embeddings, the non-contrastive baseline.
+
+    Per unordered modality pair: with ``pairing="item"`` the mean over items having both
+    modalities of ``1 - cos(z_a[i], z_b[i])``; with ``pairing="label"`` the mean over every
+    same-label pair ``(i, j)`` with ``a`` present for ``i`` and ``b`` for ``j`` of
+    ``1 - cos(z_a[i], z_b[j])``. The loss is the mean over pairs with at least one term.
+
+    Args:
+        pairing: ``"item"`` or ``"label"``.
+    """
+
+    def _pair_terms(self, names, z, present, labels, groups):
+        terms = []
+        for a, b in itertools.combinations(range(len(z)), 2):
+            if self.pairing == "item":
+                rows = present[:, a] & present[:, b]
+                if rows.any():
+                    terms.append((1.0 - (z[a][rows] * z[b][rows]).sum(dim=1)).mean())
+            else:
+                pairs = same_label(labels, labels) & present[:, a, None] & present[None, :, b]
+                if pairs.any():
+                    terms.append((1.0 - z[a] @ z[b].T)[pairs].mean())
+        return terms
+
+
+class InfoNCE(_PairwiseAlignment):
+    """Symmetric InfoNCE / NT-Xent over in-batch cross-modal similarities.
+
+    For every ordered modality pair ``(a, b)`` (both directions of every unordered pair;
+    CLIP, Radford et al. 2021; Oord et al. 2018) anchors are the ``a`` embeddings and keys the
+    ``b`` embeddings (plus queued ones). With logits ``l_ij = s * cos(z_a[i], z_b[j])``,
+    ``s = exp(logit_scale) = 1 / temperature``, and ``P_i`` the anchor's positive keys,
+
+        loss_i = -1/|P_i| * sum_{p in P_i} log( exp(l_ip) / sum_{k valid} exp(l_ik) ),
+
+    the mean of the log-probabilities over the positives (SupCon's L_out, Khosla et al.
+    2020; ALBEF-style multi-positive targets), which is CLIP's cross-entropy when ``|P_i|=1``.
+    Anchors without a positive are dropped (SupCon would give NaN). Each direction is the
+    mean over its anchors; the loss is the mean over directions with at least one anchor.
+
+    Positives: the same item's key (``pairing="item"``), plus every same-label key when
+    ``label_positives``; every same-label key (``pairing="label"``).
+
+    The temperature is stored as a log logit scale as open_clip does: ``logit_scale``
+    (an ``nn.Parameter``, or a buffer when ``learn_temperature=False``) starts at
+    ``ln(1/temperature)``; :meth:`clamp_` keeps it in ``[0, ln 100]``.
+
+    With ``queue_size > 0`` (MoCo, He et al. 2020; ALBEF) the keys of direction ``(a, b)``
+    also include the :class:`~mmgnn.losses.queue.EmbeddingQueue`'s entries of ``b`` that have
+    ``b`` (negatives, or positives when same-label under ``pairing="label"`` or
+    ``label_positives``); after the loss the batch is enqueued. Both happen in training mode
+    only, so the evaluation loss does not depend on the queue.
+
+    Args:
+        temperature: initial softmax temperature ``t`` (> 0).
+        learn_temperature: learn ``logit_scale`` or keep it fixed.
+        label_positives: add same-label items as positives (needs labels).
+        queue_size: number of past items kept as extra keys (0: none); a multiple of the
+            batch size.
+        pairing: ``"item"`` or ``"label"``.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        label_positives: bool = False,
+        queue_size: int = 0,
+        pairing: str = "item",
+    ) -> None:
+        super().__init__(pairing)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, got {queue_size}")
+        scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
+        if learn_temperature:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale)
+        self.label_positives = bool(label_positives)
+        self.uses_labels = self.label_positives
+        self.queue_size = int(queue_size)
+        self.queue: EmbeddingQueue | None = None
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature ``1 / exp(logit_scale)``."""
+        return float(torch.exp(-self.logit_scale.detach()))
+
+    def clamp_(self) -> "InfoNCE":
+        """Clamp ``logit_scale`` to ``[0, ln 100]`` in place (temperature in [0.01, 1])."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+        return self
+
+    def forward(
+        self,
+        embeddings: dict[str, torch.Tensor],
+        present: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss (see the class doc); in training mode the batch is enqueued afterwards."""
+        loss = super().forward(embeddings, present, labels, groups)
+        if self._queue_active():
+            z = {m: F.normalize(e.detach().float(), dim=-1) for m, e in embeddings.items()}
+            self._get_queue(z).enqueue(z, present.bool(), labels, groups)
+        return loss
+
+    def _queue_active(self) -> bool:
+        return self.queue_size > 0 and self.training
+
+    def _get_queue(self, z: dict[str, torch.Tensor]) -> EmbeddingQueue:
+        if self.queue is None:
+            first = next(iter(z.values()))
+            self.queue = EmbeddingQueue(self.queue_size, first.shape[1], tuple(z))
+        return self.queue
+
+    def _pair_terms(self, names, z, present, labels, groups):
+        queue = self._get_queue(dict(zip(names, z))) if self._queue_active() else None
+        scale = self.logit_scale.float().exp()
+        terms = []
+        for a, b in itertools.permutations(range(len(z)), 2):
+            keys, key_present, key_labels, key_groups, own = self._keys(
+                z[b], present[:, b], labels, groups, queue, names[b]
+            )
+            if self.pairing == "item":
+                pos = (own | same_label(labels, key_labels)) if self.label_positives else own
+                anchor_ok = present[:, a] & present[:, b]
+            else:
+                pos = same_label(labels, key_labels)
+                anchor_ok = present[:, a]
+            pos = pos & key_present[None, :]
+            neg = key_present[None, :] & ~pos
+            rows = anchor_ok & pos.any(dim=1)
+            if not rows.any():
+                continue
+            sims = z[a][rows] @ keys.T
+            anchor_groups = None if groups is None else groups[rows]
+            losses = self._anchor_losses(
+                sims, sims * scale, pos[rows], neg[rows], anchor_groups, key_groups, scale
+            )
+            terms.append(losses.mean())
+        return terms
+
+    @staticmethod
+    def _keys(key_z, key_present, labels, groups, queue, name):
+        """Batch keys followed by the queue's; ``own`` bool ``[B, K]`` marks each item's key."""
+        batch = key_z.shape[0]
+        own = torch.eye(batch, dtype=torch.bool, device=key_z.device)
+        if queue is None or len(queue) == 0:
+            return key_z, key_present, labels, groups, own
+        q_z, q_present, q_labels, q_groups = (t.to(key_z.device) for t in queue.entries(name))
+        keys = torch.cat([key_z, q_z.to(key_z.dtype)])
+        key_present = torch.cat([key_present, q_present])
+        key_labels = None if labels is None else torch.cat([labels, q_labels])
+        key_groups = None if groups is None else torch.cat([groups, q_groups])
+        own = torch.cat([own, own.new_zeros(batch, len(q_z))], dim=1)
+        return keys, key_present, key_labels, key_groups, own
+
+    def _anchor_losses(self, sims, logits, pos, neg, anchor_groups, key_groups, scale):
+        """Per-anchor loss ``[A]`` from similarities and masks ``[A, K]`` (see class doc)."""
+        valid = pos | neg
+        log_norm = logits.masked_fill(~valid, float("-inf")).logsumexp(dim=1, keepdim=True)
+        log_prob = logits - log_norm
+        return -torch.where(pos, log_prob, 0.0).sum(dim=1) / pos.sum(dim=1)
+
+
+class HardNegativeInfoNCE(InfoNCE):
+    """InfoNCE with hardness-weighted, debiased negatives.
+
+    Robinson et al., "Contrastive Learning with Hard Negative Samples" (ICLR 2021), with the
+    debiasing of Chuang et al., "Debiased Contrastive Learning" (NeurIPS 2020), in the
+    authors' form, extended to several positives and to groups. For an anchor ``i`` with
+    cosine similarities ``c_ij``, logits ``l_ij = s * c_ij`` (``s = 1/t = exp(logit_scale)``),
+    positives ``P_i`` and ``N = |N_i|`` valid negatives ``N_i``:
+
+        u_ij    = exp(beta_e * c_ij) * (gamma if group_j != group_i else 1)     (j in N_i)
+        w_ij    = u_ij / mean_{k in N_i} u_ik                  (mean weight over N_i is 1)
+        pos_i   = mean_{p in P_i} exp(l_ip)
+        Ng_i    = max( (sum_{j in N_i} w_ij exp(l_ij) - tau_plus * N * pos_i) / (1 - tau_plus),
+                       N * exp(-s) )
+        loss_i  = -1/|P_i| * sum_{p in P_i} log( exp(l_ip) / (sum_{q in P_i} exp(l_iq) + Ng_i) )
+
+    ``beta`` multiplies the cosine similarity (the paper's ``q_beta ~ exp(beta f(x)^T f(x-))``
+    on the unit sphere), so the weighting does not change with the learned temperature;
+    ``N * exp(-s) = N e^{-1/t}`` is the smallest value the negative term can take. The
+    weights are not detached, as in the authors' code. With one positive this is the
+    paper's loss; with ``beta_e = 0``, ``tau_plus = 0`` and ``gamma = 1`` it equals
+    :class:`InfoNCE` exactly. Everything is computed in log space shifted by the row's
+    largest logit, so ``s = 100`` does not overflow.
+
+    ``gamma`` up-weights negatives from a different group than the anchor (hard negatives
+    from other cultures/regions); the groups of queued keys count as well. ``beta_e`` ramps
+    linearly from 0 at epoch 0 to ``beta`` at epoch ``beta_warmup_epochs`` (see
+    :meth:`set_epoch`).
+
+    Args:
+        temperature, learn_temperature, label_positives, queue_size, pairing: as
+            :class:`InfoNCE`.
+        beta: hardness concentration (0: uniform weights).
+        tau_plus: class prior of false negatives among the negatives, in ``[0, 1)``.
+        gamma: weight factor (> 0) of negatives from another group than the anchor.
+        beta_warmup_epochs: epochs over which ``beta`` ramps up from 0 (0: no ramp).
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        beta: float = 1.0,
+        tau_plus: float = 0.1,
+        gamma: float = 2.0,
+        beta_warmup_epochs: int = 0,
+        label_positives: bool = False,
+        queue_size: int = 0,
+        pairing: str = "item",
+    ) -> None:
+        super().__init__(temperature, learn_temperature, label_positives, queue_size, pairing)
+        if not 0.0 <= tau_plus < 1.0:
+            raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
+        if gamma <= 0:
+            raise ValueError(f"gamma must be positive, got {gamma}")
+        if beta_warmup_epochs < 0:
+            raise ValueError(f"beta_warmup_epochs must be >= 0, got {beta_warmup_epochs}")
+        self.beta = float(beta)
+        self.tau_plus = float(tau_plus)
+        self.gamma = float(gamma)
+        self.beta_warmup_epochs = int(beta_warmup_epochs)
+
+    @property
+    def current_beta(self) -> float:
+        """``beta * min(1, epoch / beta_warmup_epochs)`` (``beta`` without warm-up)."""
+        if self.beta_warmup_epochs == 0:
+            return self.beta
+        return self.beta * min(1.0, self.epoch / self.beta_warmup_epochs)
+
+    def negative_weights(
+        self,
+        sims: torch.Tensor,
+        neg: torch.Tensor,
+        anchor_groups: torch.Tensor | None = None,
+        key_groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Importance weights ``w`` ``[A, K]`` of the negatives (0 elsewhere).
+
+        Args:
+            sims: cosine similarities ``[A, K]``.
+            neg: bool ``[A, K]``, the valid negatives of each anchor.
+            anchor_groups: int64 ``[A]`` or None; key_groups: int64 ``[K]`` or None.
+        """
+        log_u = self.current_beta * sims
+        if self.gamma != 1.0 and anchor_groups is not None and key_groups is not None:
+            other = anchor_groups[:, None] != key_groups[None, :]
+            log_u = log_u + math.log(self.gamma) * other
+        log_u = log_u.masked_fill(~neg, torch.finfo(log_u.dtype).min)
+        count = neg.sum(dim=1, keepdim=True)
+        return torch.softmax(log_u, dim=1) * count * neg
+
+    def _anchor_losses(self, sims, logits, pos, neg, anchor_groups, key_groups, scale):
+        valid = pos | neg
+        shift = logits.masked_fill(~valid, float("-inf")).amax(dim=1, keepdim=True).detach()
+        shifted = logits - shift  # <= 0 on valid keys: exp never overflows
+        exp_shifted = shifted.masked_fill(~valid, float("-inf")).exp()
+        n_neg = neg.sum(dim=1)
+        n_pos = pos.sum(dim=1)
+        weights = self.negative_weights(sims, neg, anchor_groups, key_groups)
+        weighted_neg = (weights * exp_shifted).sum(dim=1)
+        pos_mean = torch.where(pos, exp_shifted, 0.0).sum(dim=1) / n_pos
+        debiased = (weighted_neg - self.tau_plus * n_neg * pos_mean) / (1.0 - self.tau_plus)
+        # log(N e^{-s}) in the shifted frame; -inf without negatives
+        log_floor = torch.log(n_neg.float()) - scale - shift.squeeze(1)
+        tiny = torch.finfo(debiased.dtype).tiny
+        log_ng = torch.where(
+            debiased > log_floor.exp(), debiased.clamp_min(tiny).log(), log_floor
+        )
+        log_pos = shifted.masked_fill(~pos, float("-inf")).logsumexp(dim=1)
+        log_denominator = torch.logaddexp(log_pos, log_ng)
+        log_prob = shifted - log_denominator[:, None]
+        return -torch.where(pos, log_prob, 0.0).sum(dim=1) / n_pos

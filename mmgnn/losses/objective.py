@@ -1,0 +1,84 @@
+"""The training objective: modality alignment plus an optional classifier on the fused embedding."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+FUSED_OBJECTIVES = ("classify", "none")
+
+
+class MultimodalObjective(nn.Module):
+    """``alignment_weight * align + fused_weight * fused_ce``.
+
+    ``align`` is the alignment loss over the model's per-modality embeddings (with the
+    model's ``present`` mask, so modality dropout is honoured); ``fused_ce`` is the
+    cross-entropy of ``out.logits`` (the classifier on the fused embedding) over the labelled
+    items of the batch (label >= 0). The cross-entropy is left out, not an error, when
+    ``fused="none"``, the batch has no labels, no item is labelled or the model has no
+    classifier (``out.logits is None``); the run's config is validated before training.
+
+    Args:
+        alignment: an alignment loss (``CosineAlignment``, ``InfoNCE``, ...), called as
+            ``alignment(embeddings, present, labels, groups)``.
+        fused: ``"classify"`` or ``"none"``.
+        fused_weight: weight of ``fused_ce``.
+        alignment_weight: weight of ``align``.
+    """
+
+    def __init__(
+        self,
+        alignment: nn.Module,
+        fused: str = "classify",
+        fused_weight: float = 1.0,
+        alignment_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if fused not in FUSED_OBJECTIVES:
+            raise ValueError(f"fused must be one of {FUSED_OBJECTIVES}, got {fused!r}")
+        self.alignment = alignment
+        self.fused = fused
+        self.fused_weight = float(fused_weight)
+        self.alignment_weight = float(alignment_weight)
+
+    @property
+    def temperature(self) -> float | None:
+        """The alignment loss's temperature, or None when it has none."""
+        return getattr(self.alignment, "temperature", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the (0-based) epoch to the alignment loss (schedules such as beta warm-up)."""
+        self.alignment.set_epoch(epoch)
+
+    def clamp_(self) -> "MultimodalObjective":
+        """Clamp the alignment loss's parameters; call after every optimiser step."""
+        self.alignment.clamp_()
+        return self
+
+    def forward(self, out, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its terms.
+
+        Args:
+            out: the model output (``embeddings``, ``present``, ``logits``; ``ModelOutput``).
+            batch: the batch (``labels`` int64 ``[B]`` or None, ``groups`` int64 ``[B]``).
+
+        Returns:
+            ``(total, terms)``: scalar tensor and ``{"align", "fused_ce" (when computed),
+            "total"}`` scalar tensors (with grad; detach before logging).
+        """
+        align = self.alignment(out.embeddings, out.present, batch.labels, batch.groups)
+        terms = {"align": align}
+        total = self.alignment_weight * align
+        labels = batch.labels
+        if self.fused == "classify" and labels is not None and out.logits is not None:
+            labelled = labels >= 0
+            if labelled.any():
+                ce = F.cross_entropy(out.logits[labelled].float(), labels[labelled])
+                terms["fused_ce"] = ce
+                total = total + self.fused_weight * ce
+        terms["total"] = total
+        return total, terms

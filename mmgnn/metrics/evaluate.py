@@ -1,0 +1,259 @@
+"""Every evaluation number of one split's model outputs, as a flat dict of floats.
+
+Keys are valid MLflow metric names (letters, digits, ``_ - . /`` and spaces only), so
+modality and group names are made key-safe by :func:`metric_key_part` and an ordered modality
+pair is written ``<a>_to_<b>`` (``text_to_image/r1``), an unordered one ``<a>_and_<b>``.
+
+Per ordered pair ``a_to_b`` (queries: modality ``a``, gallery: modality ``b``):
+
+* ``pairing="item"``: items lacking ``a`` or ``b`` are removed from both sides, row ``i`` of
+  each side is the same item; ``r1 r5 r10 medr mean_rank`` (VSE++) and, with labels,
+  ``map`` and ``label_r1 label_r5 label_r10`` (same-label items relevant, including the
+  query item's own ``b`` since query and gallery are different sets).
+* ``pairing="label"``: queries are the items having ``a``, the gallery the items having ``b``,
+  same-label items are the matches; ``map`` and ``label_r{k}`` only.
+
+Per unordered pair ``a_and_b/rsum``: the sum of the pairing's R@1/5/10 (``r{k}`` for item,
+``label_r{k}`` for label pairing) over both directions. ``retrieval/<metric>``: the mean of
+each per-direction metric over ordered pairs; ``retrieval/rsum`` the mean over unordered
+pairs; ``retrieval/mean_recall`` the mean over ordered pairs of ``(R@1 + R@5 + R@10) / 3``.
+Recalls and mAP are fractions in [0, 1].
+
+Fused embedding (items with at least one modality): ``fused/map`` and ``fused/label_r{k}``
+(same-label retrieval within the set, the query itself left out); ``fused/acc`` and
+``fused/macro_f1`` of the classifier (labelled items). Per group ``group/<name>/<key>`` holds
+the same keys computed over the group's queries and items (ranks are still taken against the
+whole gallery, so groups of different size stay comparable) and ``worst_group/<key>`` the
+worst group's value (the maximum for ``medr``/``mean_rank``, the minimum otherwise).
+``gates/<modality>/mean``: the mean gate of a modality over the items that have it.
+A metric with no defined value (no query, no label) is left out rather than reported NaN.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mmgnn.metrics.classification import accuracy, macro_f1, predictions
+from mmgnn.metrics.retrieval import (
+    average_precision,
+    label_ranks,
+    match_ranks,
+    summarize,
+    to_numpy,
+)
+
+PAIRINGS = ("item", "label")
+LOWER_IS_BETTER = ("medr", "mean_rank")
+MONITORED = {"item": "retrieval/mean_recall", "label": "retrieval/map"}
+
+
+def metric_key_part(name: str) -> str:
+    """``name`` with every character MLflow rejects in metric names replaced by ``_``.
+
+    ``"Côte d'Ivoire"`` -> ``"Côte d_Ivoire"``; ``"a/b"`` -> ``"a_b"``; ``".."`` -> ``"_.."``.
+    """
+    part = re.sub(r"[^\w.\- ]", "_", str(name))
+    return part if part.strip(". ") else f"_{part}"
+
+
+def _scatter(n: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """float64 ``[n]``: ``values`` at ``rows``, NaN elsewhere (rows that are no query)."""
+    out = np.full(n, np.nan)
+    out[rows] = values
+    return out
+
+
+def _unique_parts(names: Sequence[str]) -> list[str]:
+    """Key-safe names, made distinct by appending the position where two collide."""
+    parts = [metric_key_part(n) for n in names]
+    return [p if parts.count(p) == 1 else f"{p}_{i}" for i, p in enumerate(parts)]
+
+
+def multimodal_metrics(
+    embeddings: dict,
+    present,
+    fused,
+    logits,
+    labels,
+    groups,
+    group_names: Sequence[str],
+    pairing: str = "item",
+    gates=None,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Retrieval, classification, per-group and gate metrics (see the module docstring).
+
+    Args:
+        embeddings: modality -> ``[N, D]`` (rows of missing modalities are ignored).
+        present: bool ``[N, M]``, columns in ``embeddings`` order.
+        fused: ``[N, D_f]`` fused embeddings.
+        logits: ``[N, C]`` classifier logits, or None.
+        labels: int ``[N]`` class codes (negative: unlabelled), or None.
+        groups: int ``[N]`` codes into ``group_names``.
+        group_names: the group names (keys ``group/<name>/...``).
+        pairing: ``"item"`` or ``"label"`` (what corresponds across modalities).
+        gates: ``[N, M]`` fusion gates, or None.
+        ks: the K of Recall@K.
+
+    Returns:
+        ``{key: float}``; every value is finite.
+    """
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    if pairing == "label" and labels is None:
+        raise ValueError("pairing='label' needs labels")
+    names = list(embeddings)
+    emb = {m: to_numpy(e) for m, e in embeddings.items()}
+    present = to_numpy(present).astype(bool)
+    n = len(present)
+    labels = None if labels is None else to_numpy(labels).astype(np.int64)
+    groups = to_numpy(groups).astype(np.int64)
+    fused = to_numpy(fused)
+    keys = dict(zip(names, _unique_parts(names)))
+
+    # per-query values over all N items (NaN where an item is no query), so that every
+    # subset (all items, one group) is summarised from the same rankings
+    per_query: dict[str, dict[str, np.ndarray]] = {}
+    for ia, ib in itertools.permutations(range(len(names)), 2):
+        a, b = names[ia], names[ib]
+        values: dict[str, np.ndarray] = {}
+        if pairing == "item":
+            rows = np.flatnonzero(present[:, ia] & present[:, ib])
+            query, gallery, query_rows, gallery_rows = emb[a][rows], emb[b][rows], rows, rows
+            values["ranks"] = _scatter(n, rows, match_ranks(query, gallery))
+        else:
+            query_rows = np.flatnonzero(present[:, ia])
+            gallery_rows = np.flatnonzero(present[:, ib])
+            query, gallery = emb[a][query_rows], emb[b][gallery_rows]
+        if labels is not None:
+            ql, gl = labels[query_rows], labels[gallery_rows]
+            values["label_rank"] = _scatter(n, query_rows, label_ranks(query, gallery, ql, gl))
+            values["ap"] = _scatter(n, query_rows, average_precision(query, gallery, ql, gl))
+        per_query[f"{keys[a]}_to_{keys[b]}"] = values
+
+    any_modality = np.flatnonzero(present.any(axis=1))
+    fused_query: dict[str, np.ndarray] = {}
+    classified = np.zeros(n, dtype=bool)
+    predicted = np.full(n, -1, dtype=np.int64)
+    if labels is not None:
+        f, fl = fused[any_modality], labels[any_modality]
+        fused_query["label_rank"] = _scatter(
+            n, any_modality, label_ranks(f, f, fl, fl, exclude_self=True)
+        )
+        fused_query["ap"] = _scatter(
+            n, any_modality, average_precision(f, f, fl, fl, exclude_self=True)
+        )
+        if logits is not None:
+            predicted[any_modality] = predictions(to_numpy(logits)[any_modality])
+            classified[any_modality] = fl >= 0
+
+    recall_names = [f"r{k}" if pairing == "item" else f"label_r{k}" for k in ks]
+
+    def summary(subset: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        directions = {
+            d: summarize(**{k: v[subset] for k, v in values.items()}, ks=ks)
+            for d, values in per_query.items()
+        }
+        for d, s in directions.items():
+            out.update({f"{d}/{k}": v for k, v in s.items()})
+        rsums = []
+        for a, b in itertools.combinations(names, 2):
+            both = (directions[f"{keys[a]}_to_{keys[b]}"], directions[f"{keys[b]}_to_{keys[a]}"])
+            if all(r in s for s in both for r in recall_names):
+                rsums.append(sum(s[r] for s in both for r in recall_names))
+                out[f"{keys[a]}_and_{keys[b]}/rsum"] = rsums[-1]
+        metric_names = dict.fromkeys(k for s in directions.values() for k in s)
+        for metric in metric_names:
+            out[f"retrieval/{metric}"] = float(
+                np.mean([s[metric] for s in directions.values() if metric in s])
+            )
+        if rsums:
+            out["retrieval/rsum"] = float(np.mean(rsums))
+        mean_recalls = [
+            np.mean([s[r] for r in recall_names])
+            for s in directions.values()
+            if all(r in s for r in recall_names)
+        ]
+        if mean_recalls:
+            out["retrieval/mean_recall"] = float(np.mean(mean_recalls))
+        if fused_query:
+            s = summarize(**{k: v[subset] for k, v in fused_query.items()}, ks=ks)
+            out.update({f"fused/{k}": v for k, v in s.items()})
+        scored = subset & classified
+        if scored.any():
+            out["fused/acc"] = accuracy(predicted[scored], labels[scored])
+            out["fused/macro_f1"] = macro_f1(predicted[scored], labels[scored])
+        return out
+
+    metrics = summary(np.ones(n, dtype=bool))
+
+    per_group: dict[str, dict[str, float]] = {}
+    for code, part in enumerate(_unique_parts(group_names)):
+        in_group = groups == code
+        if in_group.any():
+            per_group[part] = summary(in_group)
+    worst: dict[str, float] = {}
+    for part, s in per_group.items():
+        for k, v in s.items():
+            metrics[f"group/{part}/{k}"] = v
+            if k not in worst:
+                worst[k] = v
+            elif k.rsplit("/", 1)[-1] in LOWER_IS_BETTER:
+                worst[k] = max(worst[k], v)
+            else:
+                worst[k] = min(worst[k], v)
+    metrics.update({f"worst_group/{k}": v for k, v in worst.items()})
+
+    if gates is not None:
+        gates = to_numpy(gates)
+        for i, m in enumerate(names):
+            if present[:, i].any():
+                metrics[f"gates/{keys[m]}/mean"] = float(gates[present[:, i], i].mean())
+    return metrics
+
+
+def monitored_value(metrics: dict[str, float], pairing: str) -> tuple[str, float]:
+    """The default model-selection metric (higher is better) and its value.
+
+    ``retrieval/mean_recall`` (mean over ordered modality pairs of (R@1+R@5+R@10)/3) for
+    ``pairing="item"``; ``retrieval/map`` (same-label mAP) for ``pairing="label"``.
+    """
+    if pairing not in MONITORED:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    name = MONITORED[pairing]
+    if name not in metrics:
+        raise KeyError(
+            f"{name} is not among the metrics: the split has no item with two modalities"
+            + (" or no labels" if pairing == "label" else "")
+        )
+    return name, float(metrics[name])
+
+
+def metrics_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """One row per metric (index ``metric``), one column ``value``, in the dict's order.
+
+    Print it with ``print(metrics_table(m).to_string(float_format="{:.4f}".format))``.
+    """
+    return pd.DataFrame({"value": pd.Series(metrics, dtype=float)}).rename_axis("metric")
+
+
+def robustness_auc(levels: Sequence[float], values: Sequence[float]) -> float:
+    """Area under a metric-vs-noise-level curve divided by the level range (MultiBench).
+
+    Trapezoid rule over the levels in increasing order; a curve constant at ``v`` gives
+    ``v``, so the number is on the metric's own scale. Needs two or more distinct levels.
+    """
+    lv, va = np.asarray(levels, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if lv.ndim != 1 or lv.shape != va.shape:
+        raise ValueError(f"levels and values must be equal-length lists, got {lv.shape} and {va.shape}")
+    if len(np.unique(lv)) < 2:
+        raise ValueError(f"robustness_auc needs at least two distinct levels, got {list(levels)}")
+    order = np.argsort(lv, kind="stable")
+    lv, va = lv[order], va[order]
+    area = np.sum((va[1:] + va[:-1]) / 2.0 * np.diff(lv))
+    return float(area / (lv[-1] - lv[0]))

@@ -1,0 +1,148 @@
+"""Message passing layers, one class per conv type, all with one interface.
+
+Every layer is ``Layer(in_dim, out_dim, **options)`` with ``forward(graph, h)``: ``graph`` a
+(batched) ``DGLGraph`` with ``N`` nodes, ``h`` float ``[N, in_dim]``, output ``[N, out_dim]``.
+They wrap DGL's conv modules with ``allow_zero_in_degree=True`` (an isolated node, or an item
+of one node, is legal input), so a :class:`~mmgnn.models.branch.GNNBranch` can take any of them
+as its ``conv`` callable. Adding a conv type is one class here plus one ``conf/gnn/*.yaml``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import dgl  # noqa: E402
+import torch  # noqa: E402
+from dgl.nn import GATConv, GATv2Conv, GINConv, GraphConv, SAGEConv  # noqa: E402
+from torch import nn  # noqa: E402
+
+SAGE_AGGREGATORS = ("mean", "gcn", "pool", "lstm")
+GIN_AGGREGATORS = ("sum", "max", "mean")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _heads_width(out_dim: int, heads: int) -> int:
+    """Per-head width so that ``heads`` concatenated heads give ``out_dim``."""
+    if heads < 1 or out_dim % heads:
+        raise ValueError(f"out_dim={out_dim} must be a positive multiple of heads={heads}")
+    return out_dim // heads
+
+
+class GCNLayer(nn.Module):
+    """Graph convolution (Kipf & Welling, ICLR 2017): ``D^-1/2 A D^-1/2 h W`` (DGL ``GraphConv``).
+
+    Args:
+        norm: DGL's degree normalisation: ``"both"`` (symmetric, the paper's), ``"right"``
+            (mean over in-neighbours), ``"left"`` or ``"none"``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, norm: str = "both") -> None:
+        super().__init__()
+        self.conv = GraphConv(in_dim, out_dim, norm=norm, allow_zero_in_degree=True)
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h)
+
+
+class SAGELayer(nn.Module):
+    """GraphSAGE (Hamilton et al., NeurIPS 2017): ``W_self h_v + W_neigh AGG_{u->v} h_u``.
+
+    Args:
+        aggregator: ``"mean"`` (default), ``"gcn"``, ``"pool"`` or ``"lstm"`` (DGL ``SAGEConv``).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, aggregator: str = "mean") -> None:
+        super().__init__()
+        _check_choice("aggregator", aggregator, SAGE_AGGREGATORS)
+        self.conv = SAGEConv(in_dim, out_dim, aggregator_type=aggregator)
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h)
+
+
+class GATLayer(nn.Module):
+    """Graph attention (Veličković et al., ICLR 2018), DGL ``GATConv``.
+
+    ``heads`` attention heads of width ``out_dim // heads`` each, concatenated back to
+    ``out_dim`` (``out_dim`` must be a multiple of ``heads``).
+
+    Args:
+        heads: number of attention heads.
+        attn_dropout: dropout on the attention coefficients.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int = 4, attn_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = GATConv(
+            in_dim,
+            _heads_width(out_dim, heads),
+            num_heads=heads,
+            attn_drop=attn_dropout,
+            allow_zero_in_degree=True,
+        )
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h).flatten(1)
+
+
+class GATv2Layer(nn.Module):
+    """GATv2 (Brody et al., ICLR 2022: "How attentive are graph attention networks?").
+
+    Dynamic attention ``a^T LeakyReLU(W [h_u || h_v])`` (DGL ``GATv2Conv``); heads are
+    concatenated back to ``out_dim`` as in :class:`GATLayer`.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int = 4, attn_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = GATv2Conv(
+            in_dim,
+            _heads_width(out_dim, heads),
+            num_heads=heads,
+            attn_drop=attn_dropout,
+            allow_zero_in_degree=True,
+        )
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h).flatten(1)
+
+
+class GINLayer(nn.Module):
+    """Graph isomorphism network layer (Xu et al., ICLR 2019), DGL ``GINConv``.
+
+    ``MLP((1 + eps) h_v + AGG_{u->v} h_u)`` with a two-layer MLP
+    ``Linear(in_dim, out_dim) -> ReLU -> Linear(out_dim, out_dim)``.
+
+    Args:
+        aggregator: ``"sum"`` (default, the injective one), ``"max"`` or ``"mean"``.
+        learn_eps: learn ``eps`` (GIN-eps) instead of fixing it to 0 (GIN-0).
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, aggregator: str = "sum", learn_eps: bool = False
+    ) -> None:
+        super().__init__()
+        _check_choice("aggregator", aggregator, GIN_AGGREGATORS)
+        mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
+        self.conv = GINConv(mlp, aggregator_type=aggregator, learn_eps=learn_eps)
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h)
+
+
+class LinearLayer(nn.Module):
+    """A per-node ``Linear(in_dim, out_dim)`` that ignores the graph: the ``mlp`` baseline.
+
+    Used in place of a conv, it gives a branch the same layer stack with no message passing.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)

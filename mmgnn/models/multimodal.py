@@ -1,0 +1,150 @@
+"""MultimodalGNN: branches -> skips -> projection heads -> readout -> fusion -> classifier."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import dgl  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mmgnn.data.batch import MultimodalBatch  # noqa: E402
+from mmgnn.models.branch import GNNBranch  # noqa: E402
+from mmgnn.models.readout import Readout  # noqa: E402
+from mmgnn.models.skip import ModalitySkip  # noqa: E402
+
+
+@dataclass
+class ModelOutput:
+    """What :class:`MultimodalGNN` returns for a batch of ``B`` items and ``M`` modalities.
+
+    Attributes:
+        modalities: modality names, the column order of ``present`` and ``gates``.
+        embeddings: modality -> float ``[B, embed_dim]``, L2-normalised; rows of items lacking
+            the modality (``present`` False) are zero.
+        present: bool ``[B, M]`` (the batch's).
+        fused: float ``[B, fusion.out_dim]``.
+        gates: float ``[B, M]``, the fusion's weight per modality; exactly 0 where not present.
+        logits: float ``[B, num_classes]``, or ``None`` when the model has no classifier.
+    """
+
+    modalities: tuple[str, ...]
+    embeddings: dict[str, torch.Tensor]
+    present: torch.Tensor
+    fused: torch.Tensor
+    gates: torch.Tensor
+    logits: torch.Tensor | None
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of ``module`` (only those with ``requires_grad`` if asked)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def pad_tokens(
+    graph: dgl.DGLGraph, h: torch.Tensor, present: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node tokens of a batched graph as a padded tensor, vectorised (no loop over items).
+
+    Args:
+        graph: batched graph of ``B`` items, ``N`` nodes.
+        h: float ``[N, D]`` node tokens.
+        present: bool ``[B]``; items where False get no valid token.
+
+    Returns:
+        ``tokens`` ``[B, L, D]`` with ``L = max(1, max nodes per item)`` (zeros at padded
+        positions and for non-present items) and ``mask`` bool ``[B, L]`` (True = real token
+        of a present item).
+    """
+    counts = graph.batch_num_nodes().to(h.device)
+    batch_size = counts.shape[0]
+    length = max(1, int(counts.max())) if batch_size else 1
+    item = torch.repeat_interleave(torch.arange(batch_size, device=h.device), counts)
+    start = torch.cumsum(counts, 0) - counts
+    position = torch.arange(h.shape[0], device=h.device) - start[item]
+    tokens = h.new_zeros(batch_size, length, h.shape[1])
+    tokens[item, position] = torch.where(present[item].unsqueeze(-1), h, torch.zeros_like(h))
+    mask = (torch.arange(length, device=h.device) < counts.unsqueeze(1)) & present.unsqueeze(1)
+    return tokens, mask
+
+
+class MultimodalGNN(nn.Module):
+    """The multimodal model: one GNN branch per modality and a fusion metamodel.
+
+    Per modality ``m`` with features ``x`` ``[N_m, d_m]``: ``h = branches[m](graph, x)``,
+    ``h = skips[m](h, x)`` (node level), ``tokens = heads[m](h)`` (``Linear(skip.out_dim,
+    embed_dim)`` per node), ``pooled = readouts[m](graph, tokens)`` ``[B, embed_dim]``, zeroed
+    where the item lacks ``m``; ``embeddings[m] = pooled / ||pooled||``. Then
+    ``fusion(tokens padded [B, L_m, embed_dim] + masks, pooled stacked [B, M, embed_dim],
+    present) -> fused, gates`` and ``logits = classifier(fused)`` when ``num_classes > 0``.
+
+    ``batch.present`` decides which modalities an item has (not its node count): with
+    ``present`` False, the item's nodes of that modality still run through the branch (items
+    are independent), but its tokens are masked, its pooled vector and embedding are zero and
+    its gate is 0.
+
+    Args:
+        modality_dims: modality -> node feature size, in the batch's modality order.
+        branch: ``branch(in_dim) -> GNNBranch`` (e.g. ``instantiate(cfg.gnn)``).
+        skip: ``skip(in_dim=, branch_dim=) -> ModalitySkip`` (e.g. ``instantiate(cfg.skip)``;
+            called with keywords).
+        fusion: ``fusion(num_modalities, dim)`` -> a fusion of :mod:`mmgnn.models.fusion`.
+        readout: ``"mean"``, ``"max"``, ``"sum"`` or ``"attention"``.
+        embed_dim: size ``D`` of tokens, pooled vectors and embeddings.
+        num_classes: classifier outputs; 0 = no classifier (``logits`` is ``None``).
+
+    Submodules: ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``, ``fusion``,
+    ``classifier`` (``None`` without classes).
+    """
+
+    def __init__(
+        self,
+        modality_dims: Mapping[str, int],
+        branch: Callable[[int], GNNBranch],
+        skip: Callable[..., ModalitySkip],
+        fusion: Callable[[int, int], nn.Module],
+        readout: str = "mean",
+        embed_dim: int = 64,
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modality_dims)
+        self.embed_dim = embed_dim
+        self.branches = nn.ModuleDict({m: branch(int(d)) for m, d in modality_dims.items()})
+        self.skips = nn.ModuleDict(
+            {m: skip(in_dim=int(d), branch_dim=self.branches[m].out_dim) for m, d in modality_dims.items()}
+        )
+        self.heads = nn.ModuleDict({m: nn.Linear(self.skips[m].out_dim, embed_dim) for m in self.modalities})
+        self.readouts = nn.ModuleDict({m: Readout(readout, embed_dim) for m in self.modalities})
+        self.fusion = fusion(len(self.modalities), embed_dim)
+        self.classifier = nn.Linear(self.fusion.out_dim, num_classes) if num_classes > 0 else None
+
+    def forward(self, batch: MultimodalBatch) -> ModelOutput:
+        if tuple(batch.modalities) != self.modalities:
+            raise ValueError(f"batch modalities {batch.modalities} != model modalities {self.modalities}")
+        present = batch.present
+        tokens, token_mask, pooled = [], [], []
+        for i, m in enumerate(self.modalities):
+            graph = batch.graphs[m]
+            x = graph.ndata["x"]
+            h = self.skips[m](self.branches[m](graph, x), x)
+            node_tokens = self.heads[m](h)
+            padded, mask = pad_tokens(graph, node_tokens, present[:, i])
+            tokens.append(padded)
+            token_mask.append(mask)
+            item_pooled = self.readouts[m](graph, node_tokens)
+            pooled.append(torch.where(present[:, i : i + 1], item_pooled, torch.zeros_like(item_pooled)))
+        stacked = torch.stack(pooled, dim=1)
+        fused, gates = self.fusion(tokens, token_mask, stacked, present)
+        return ModelOutput(
+            modalities=self.modalities,
+            embeddings={m: F.normalize(pooled[i], dim=-1) for i, m in enumerate(self.modalities)},
+            present=present,
+            fused=fused,
+            gates=gates,
+            logits=None if self.classifier is None else self.classifier(fused),
+        )
