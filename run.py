@@ -5,8 +5,17 @@ It returns the best validation value of the monitored metric, which Hydra's swee
 (e.g. Optuna) optimise.
 """
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
+# Launchers that start fresh interpreters (submitit locally or on SLURM) must import mmgnn
+# and our Hydra plugins from wherever they run: put the project root on their path.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

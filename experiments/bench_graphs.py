@@ -151,10 +151,11 @@ def markdown_table(results: dict[int, dict[str, tuple[float, str]]]) -> str:
 
 
 def machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        f"(torch threads: {torch.get_num_threads()}), Python {platform.python_version()}, "
-        f"torch {torch.__version__}, dgl {dgl.__version__}"
+        f"(torch threads: {torch.get_num_threads()}; load average {load}), "
+        f"Python {platform.python_version()}, torch {torch.__version__}, dgl {dgl.__version__}"
     )
 
 

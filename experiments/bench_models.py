@@ -58,7 +58,9 @@ def default_choices() -> dict[str, str]:
     return choices
 
 
-def build(gnn: str, skip: str, fusion: str, fusion_overrides: dict, dims: dict[str, int], classes: int) -> MultimodalGNN:
+def build(
+    gnn: str, skip: str, fusion: str, fusion_overrides: dict, dims: dict[str, int], classes: int
+) -> MultimodalGNN:
     fusion_cfg = OmegaConf.load(CONF / "fusion" / f"{fusion}.yaml")
     for key, value in fusion_overrides.items():
         fusion_cfg[key] = value

@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
+import dgl  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -226,6 +227,12 @@ def test_knn_coincident_points_give_k_edges_without_self_deterministically():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+def test_knn_restores_dgl_thread_count():
+    before = dgl.utils.get_num_threads()
+    knn(modality([5, 6], pos=np.arange(11.0)[:, None]), GraphSpec("knn", k=2))
+    assert dgl.utils.get_num_threads() == before
+
+
 def test_knn_pos_missing_is_an_error_naming_the_modality():
     with pytest.raises(ValueError, match="'text'.*pos"):
         knn(modality([3], name="text"), GraphSpec("knn", k=2))
@@ -330,7 +337,8 @@ def test_build_graphs_returns_modality_graphs_with_tensors():
     assert list(graphs) == ["text", "image"]
     text = graphs["text"]
     assert isinstance(text, ModalityGraphs) and text.name == "text"
-    assert text.x.dtype == torch.float32 and torch.equal(text.x, torch.as_tensor(ds.modalities["text"].x))
+    assert text.x.dtype == torch.float32
+    assert torch.equal(text.x, torch.as_tensor(ds.modalities["text"].x))
     assert text.ptr.tolist() == [0, 3, 5, 5, 9]
     assert text.pos.dtype == torch.float32
     assert text.num_edges == 4 + 2 + 0 + 6
@@ -366,7 +374,10 @@ def test_graph_specs_from_config_overrides_and_errors():
     specs = graph_specs_from_config(
         ["text", "image", "audio"],
         default={"builder": "chain", "window": 2},
-        per_modality={"image": {"builder": "grid", "neighbours": 8}, "audio": {"k": 3, "builder": "knn"}},
+        per_modality={
+            "image": {"builder": "grid", "neighbours": 8},
+            "audio": {"k": 3, "builder": "knn"},
+        },
     )
     assert specs == {
         "text": GraphSpec("chain", window=2),
@@ -396,5 +407,9 @@ def test_graph_summary_counts():
     assert text["nodes/item"] == pytest.approx(3.0) and text["edges/item"] == pytest.approx(4.0)
     assert summary.loc["image", "builder"] == "grid(neighbours=4)"
     assert summary.loc["image", "edges/item"] == pytest.approx(8.0)
-    explicit = graph_summary(ds, graphs, specs={"text": GraphSpec("full"), "image": GraphSpec("full")})
+    explicit = graph_summary(ds, graphs, {"text": GraphSpec("full"), "image": GraphSpec("full")})
     assert explicit.loc["text", "builder"] == "full"
+    looped = build_graphs(ds, SPECS, self_loops=True)
+    assert graph_summary(ds, looped).loc["text", "builder"] == "chain(window=1) + self-loops"
+    clear_graph_cache()
+    assert graph_summary(ds, graphs).loc["text", "builder"] is None

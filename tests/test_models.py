@@ -282,7 +282,6 @@ def test_other_readouts_in_the_model(readout):
 def test_model_wires_out_dims_and_names():
     model = build_model("gat", "concat", "xattn")
     for m, d in DIMS.items():
-        assert model.branches[m].layers[0].conv is not None
         assert model.skips[m].proj.in_features == d
         assert model.heads[m].in_features == model.skips[m].out_dim == 2 * model.branches[m].out_dim
         assert model.heads[m].out_features == EMBED

@@ -8,8 +8,7 @@ patches, audio frames). A :class:`GraphSpec` names how its edges are built:
 ``grid``   4- or 8-neighbour edges between nodes at integer 2-D positions ``pos = (row, col)``,
            both directions (image patches).
 ``knn``    each node receives edges from its ``k`` nearest nodes of the same item, in ``pos``
-           or feature space (the dynamic-graph construction of Wang et al., "Dynamic Graph CNN
-           for Learning on Point Clouds", 2019, computed once on the input).
+           or feature space (Euclidean distance).
 ``full``   every ordered pair of distinct nodes of an item.
 ``given``  the edges the dataset supplies (``edge_index`` / ``edge_ptr``).
 
@@ -21,8 +20,10 @@ caches the result in memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
@@ -115,18 +116,32 @@ class GraphSpec:
             "grid": f"neighbours={self.neighbours}",
             "knn": f"k={self.k}, space={self.space}",
         }
-        return f"{self.builder}({options[self.builder]})" if self.builder in options else self.builder
+        if self.builder not in options:
+            return self.builder
+        return f"{self.builder}({options[self.builder]})"
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _node_layout(modality: ModalityData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ptr int64 ``[n_items + 1]``, counts int64 ``[n_items]``, item of each node ``[N]``)."""
-    ptr = torch.as_tensor(np.asarray(modality.ptr), dtype=torch.int64)
-    counts = ptr[1:] - ptr[:-1]
+class _Layout(NamedTuple):
+    """Where each node sits: ``ptr`` int64 ``[n_items + 1]``, ``counts`` int64 ``[n_items]``,
+    ``item`` int64 ``[N]`` (the item of each node), ``local`` int64 ``[N]`` (its local id)."""
+
+    ptr: torch.Tensor
+    counts: torch.Tensor
+    item: torch.Tensor
+    local: torch.Tensor
+
+
+def _layout(counts: torch.Tensor) -> _Layout:
+    ptr = _edge_ptr(counts)
     item = torch.repeat_interleave(torch.arange(counts.shape[0]), counts)
-    return ptr, counts, item
+    return _Layout(ptr, counts, item, torch.arange(item.shape[0]) - ptr[:-1][item])
+
+
+def _node_layout(modality: ModalityData) -> _Layout:
+    return _layout(torch.as_tensor(np.diff(modality.ptr), dtype=torch.int64))
 
 
 def _edge_ptr(counts: torch.Tensor) -> torch.Tensor:
@@ -134,34 +149,27 @@ def _edge_ptr(counts: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
 
 
-def _fixed_slots(
-    ptr: torch.Tensor, counts: torch.Tensor, item: torch.Tensor, offset_local: torch.Tensor,
-    valid: torch.Tensor,
-) -> Edges:
-    """Edges from a node-major candidate table.
+def _fixed_slots(layout: _Layout, src_local: torch.Tensor, valid: torch.Tensor) -> Edges:
+    """Edges from a destination-major candidate table.
 
     Args:
-        offset_local: int64 ``[N, S]`` local id of the source candidate in slot ``s`` of
-            destination node ``n`` (the node's own local id is ``n - ptr[item[n]]``).
-        valid: bool ``[N, S]`` which candidates are real edges.
+        src_local: int64 ``[N, S]`` local id of the source candidate in slot ``s`` of
+            destination node ``n``.
+        valid: bool ``[N, S]`` which candidates are edges.
 
-    Nodes are stored item by item, so keeping the table's row-major order keeps edges grouped
-    by item.
+    Nodes are stored item by item, so the table's row-major order keeps edges grouped by item.
     """
-    n_nodes = item.shape[0]
-    own_local = torch.arange(n_nodes) - ptr[:-1][item]
-    dst = own_local[:, None].expand_as(offset_local)[valid]
-    src = offset_local[valid]
-    per_item = torch.bincount(item[:, None].expand_as(valid)[valid], minlength=counts.shape[0])
-    return src, dst, _edge_ptr(per_item)
+    dst = layout.local[:, None].expand_as(src_local)[valid]
+    per_item = torch.zeros(layout.counts.shape[0], dtype=torch.int64)
+    per_item.index_add_(0, layout.item, valid.sum(1))
+    return src_local[valid], dst, _edge_ptr(per_item)
 
 
 def _concat_grouped(parts: list[Edges]) -> Edges:
     """Merge edge sets that are each grouped by item into one grouped set (item by item,
     the parts' edges in part order), without sorting."""
     counts = [p[2][1:] - p[2][:-1] for p in parts]
-    total_counts = torch.stack(counts).sum(0)
-    edge_ptr = _edge_ptr(total_counts)
+    edge_ptr = _edge_ptr(torch.stack(counts).sum(0))
     n_edges = int(edge_ptr[-1])
     src = torch.empty(n_edges, dtype=torch.int64)
     dst = torch.empty(n_edges, dtype=torch.int64)
@@ -181,11 +189,9 @@ def _full_edges(counts: torch.Tensor) -> Edges:
     Edges are destination-major: node ``i`` of an ``n``-node item receives ``n - 1`` edges
     from ``0..n-1`` without ``i``.
     """
-    ptr = _edge_ptr(counts)
-    item = torch.repeat_interleave(torch.arange(counts.shape[0]), counts)
-    own_local = torch.arange(item.shape[0]) - ptr[:-1][item]
-    in_degree = counts[item] - 1
-    dst = torch.repeat_interleave(own_local, in_degree)
+    layout = _layout(counts)
+    in_degree = counts[layout.item] - 1
+    dst = torch.repeat_interleave(layout.local, in_degree)
     block_start = torch.cumsum(in_degree, 0) - in_degree
     slot = torch.arange(dst.shape[0]) - torch.repeat_interleave(block_start, in_degree)
     src = slot + (slot >= dst).to(torch.int64)
@@ -209,14 +215,11 @@ def _points(modality: ModalityData, space: str, builder: str) -> np.ndarray:
 def chain(modality: ModalityData, spec: GraphSpec) -> Edges:
     """Sequence edges: nodes ``i`` and ``j`` of an item are joined (both directions) when
     ``1 <= |i - j| <= spec.window`` in node order. Destination-major within each item."""
-    ptr, counts, item = _node_layout(modality)
-    offsets = torch.cat(
-        [torch.arange(-spec.window, 0), torch.arange(1, spec.window + 1)]
-    )
-    own_local = torch.arange(item.shape[0]) - ptr[:-1][item]
-    candidate = own_local[:, None] + offsets[None, :]
-    valid = (candidate >= 0) & (candidate < counts[item][:, None])
-    return _fixed_slots(ptr, counts, item, candidate, valid)
+    layout = _node_layout(modality)
+    offsets = torch.cat([torch.arange(-spec.window, 0), torch.arange(1, spec.window + 1)])
+    src_local = layout.local[:, None] + offsets[None, :]
+    valid = (src_local >= 0) & (src_local < layout.counts[layout.item][:, None])
+    return _fixed_slots(layout, src_local, valid)
 
 
 _GRID_OFFSETS = {
@@ -245,33 +248,53 @@ def grid(modality: ModalityData, spec: GraphSpec) -> Edges:
         raise ValueError(
             f"modality {modality.name!r}: the grid builder needs integer (row, col) positions"
         )
-    ptr, counts, item = _node_layout(modality)
-    n_nodes = item.shape[0]
+    layout = _node_layout(modality)
+    n_nodes = layout.item.shape[0]
+    offsets = torch.tensor(_GRID_OFFSETS[spec.neighbours], dtype=torch.int64)
     if n_nodes == 0:
-        return _fixed_slots(ptr, counts, item, torch.zeros(0, 1, dtype=torch.int64),
-                            torch.zeros(0, 1, dtype=torch.bool))
-    pos = torch.as_tensor(pos_np).round().to(torch.int64)
+        empty = torch.zeros(0, offsets.shape[0], dtype=torch.int64)
+        return _fixed_slots(layout, empty, empty.bool())
+    pos = torch.as_tensor(pos_np).to(torch.int64)
     # Shift so rows/cols start at 1 and pad one cell each side: neighbours never wrap.
     rc = pos - pos.min(0).values + 1
     height, width = (rc.max(0).values + 2).tolist()
-    if counts.shape[0] * height * width >= 2**62:
+    if layout.counts.shape[0] * height * width >= 2**62:
         raise ValueError(
             f"modality {modality.name!r}: grid positions span too many cells to index"
         )
-    key = (item * height + rc[:, 0]) * width + rc[:, 1]
+    key = (layout.item * height + rc[:, 0]) * width + rc[:, 1]
     sorted_key, order = torch.sort(key)
-    if bool((sorted_key[1:] == sorted_key[:-1]).any()):
-        dup = int(item[order[1:][sorted_key[1:] == sorted_key[:-1]][0]])
+    repeated = sorted_key[1:] == sorted_key[:-1]
+    if bool(repeated.any()):
+        item = int(layout.item[order[1:][repeated][0]])
         raise ValueError(
-            f"modality {modality.name!r}: item {dup} has two nodes at the same grid position"
+            f"modality {modality.name!r}: item {item} has two nodes at the same grid position"
         )
-    offsets = torch.tensor(_GRID_OFFSETS[spec.neighbours], dtype=torch.int64)
     want = key[:, None] + offsets[:, 0][None, :] * width + offsets[:, 1][None, :]
-    at = torch.searchsorted(sorted_key, want).clamp(max=n_nodes - 1)
+    at = torch.searchsorted(sorted_key, want).clamp_(max=n_nodes - 1)
     valid = sorted_key[at] == want
-    neighbour_global = order[at]
-    src_local = neighbour_global - ptr[:-1][item][:, None]
-    return _fixed_slots(ptr, counts, item, src_local, valid)
+    src_local = layout.local[order[at]]
+    return _fixed_slots(layout, src_local, valid)
+
+
+_KNN_PARALLEL_MIN_POINTS = 1024
+"""DGL's CPU k-NN forks an OpenMP team once per segment; for segments smaller than this
+(tokens, patches, frames) the fork/join costs more than the search, and on a busy CPU
+(parallel sweep jobs) it made the search 5-50x slower, so such calls run on one thread."""
+
+
+@contextmanager
+def _dgl_threads(num_threads: int | None):
+    """Run DGL's OpenMP kernels on ``num_threads`` threads (``None``: unchanged)."""
+    if num_threads is None:
+        yield
+        return
+    before = dgl.utils.get_num_threads()
+    dgl.utils.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        dgl.utils.set_num_threads(before)
 
 
 def knn(modality: ModalityData, spec: GraphSpec) -> Edges:
@@ -287,41 +310,39 @@ def knn(modality: ModalityData, spec: GraphSpec) -> Edges:
     Items with ``2..k`` nodes get the full graph; items with 0 or 1 node get no edges.
     """
     points = _points(modality, spec.space, "knn")
-    ptr, counts, item = _node_layout(modality)
-    n_items = counts.shape[0]
-    large = counts > spec.k
-    small_counts = torch.where(large, 0, counts)
-    parts = [_full_edges(small_counts)]
+    layout = _node_layout(modality)
+    k = spec.k
+    large = layout.counts > k
+    parts = [_full_edges(torch.where(large, 0, layout.counts))]
     if bool(large.any()):
-        k = spec.k
-        node_mask = large[item]
+        node_mask = large[layout.item]
         sub = torch.as_tensor(np.asarray(points, dtype=np.float32))[node_mask]
-        segs = counts[large]
-        graph = dgl.segmented_knn_graph(sub, k + 1, segs.tolist(), algorithm="bruteforce")
-        nbr, centre = graph.edges()
-        n_sub = sub.shape[0]
+        segs = layout.counts[large]
+        threads = 1 if sub.shape[0] < _KNN_PARALLEL_MIN_POINTS * segs.shape[0] else None
+        with _dgl_threads(threads):
+            graph = dgl.segmented_knn_graph(sub, k + 1, segs.tolist(), algorithm="bruteforce")
+        neighbour, centre = graph.edges()
         if not bool((centre[1:] >= centre[:-1]).all()):
             order = torch.argsort(centre, stable=True)
-            nbr, centre = nbr[order], centre[order]
-        candidates = nbr.view(n_sub, k + 1)
+            neighbour, centre = neighbour[order], centre[order]
+        n_sub = sub.shape[0]
+        candidates = neighbour.view(n_sub, k + 1)
         is_self = candidates == torch.arange(n_sub)[:, None]
         drop = is_self.clone()
         drop[:, k] |= ~is_self.any(1)
-        src_sub = candidates[~drop].view(n_sub, k)
-        sub_start = _edge_ptr(segs)[:-1]
-        sub_item = torch.repeat_interleave(torch.arange(segs.shape[0]), segs)
-        src_local = src_sub - sub_start[sub_item][:, None]
-        dst_local = (torch.arange(n_sub) - sub_start[sub_item])[:, None].expand(n_sub, k)
-        large_counts = torch.zeros(n_items, dtype=torch.int64)
-        large_counts[large] = segs * k
-        parts.append((src_local.reshape(-1), dst_local.reshape(-1), _edge_ptr(large_counts)))
+        sub_local = layout.local[node_mask]
+        src_local = candidates[~drop].view(n_sub, k) - (torch.arange(n_sub) - sub_local)[:, None]
+        per_item = torch.zeros_like(layout.counts)
+        per_item[large] = segs * k
+        parts.append(
+            (src_local.reshape(-1), sub_local.repeat_interleave(k), _edge_ptr(per_item))
+        )
     return _concat_grouped(parts)
 
 
 def full(modality: ModalityData, spec: GraphSpec) -> Edges:
     """Complete graphs: every ordered pair ``(j -> i)``, ``i != j``, within each item."""
-    _, counts, _ = _node_layout(modality)
-    return _full_edges(counts)
+    return _full_edges(_node_layout(modality).counts)
 
 
 def given(modality: ModalityData, spec: GraphSpec) -> Edges:
@@ -334,7 +355,7 @@ def given(modality: ModalityData, spec: GraphSpec) -> Edges:
         )
     edge_index = torch.as_tensor(np.asarray(modality.edge_index), dtype=torch.int64)
     edge_ptr = torch.as_tensor(np.asarray(modality.edge_ptr), dtype=torch.int64)
-    _, counts, _ = _node_layout(modality)
+    counts = _node_layout(modality).counts
     if edge_index.ndim != 2 or edge_index.shape[0] != 2:
         raise ValueError(
             f"modality {modality.name!r}: edge_index must have shape [2, total_edges], "
@@ -376,9 +397,8 @@ BUILDERS: dict[str, Callable[[ModalityData, GraphSpec], Edges]] = {
 def add_self_loops(modality: ModalityData, edges: Edges) -> Edges:
     """``edges`` plus ``(i, i)`` for every node, still grouped by item (each item's own edges
     first, then its self-loops)."""
-    ptr, counts, item = _node_layout(modality)
-    own_local = torch.arange(item.shape[0]) - ptr[:-1][item]
-    return _concat_grouped([edges, (own_local, own_local, ptr - ptr[0])])
+    layout = _node_layout(modality)
+    return _concat_grouped([edges, (layout.local, layout.local, layout.ptr)])
 
 
 # ------------------------------------------------------------------------ build + cache
@@ -452,7 +472,7 @@ def build_graphs(
 
 
 def graph_specs_from_config(
-    modalities, default: Mapping, per_modality: Mapping | None = None
+    modalities: Iterable[str], default: Mapping, per_modality: Mapping | None = None
 ) -> dict[str, GraphSpec]:
     """One :class:`GraphSpec` per modality from config mappings (plain dicts or OmegaConf).
 
@@ -492,13 +512,15 @@ def graph_summary(
     ``missing``, ``nodes``, ``edges``, ``nodes/item`` and ``edges/item`` (means over the items
     that have the modality).
 
-    ``builder`` describes ``specs`` when given, otherwise the specs :func:`build_graphs` used
-    for this very ``graphs`` dict while it is cached (``None`` when unknown).
+    ``builder`` describes ``specs`` when given, otherwise the specs (and self-loops) that
+    :func:`build_graphs` used for this very ``graphs`` dict while it is cached (``None`` when
+    unknown).
     """
+    suffix = ""
     if specs is None:
-        specs = next(
-            (dict(key[1]) for key, value in _GRAPH_CACHE.items() if value is graphs), {}
-        )
+        key = next((key for key, value in _GRAPH_CACHE.items() if value is graphs), None)
+        specs = {} if key is None else dict(key[1])
+        suffix = " + self-loops" if key is not None and key[2] else ""
     rows = []
     for name, g in graphs.items():
         present = int(dataset.modalities[name].present.sum())
@@ -506,7 +528,7 @@ def graph_summary(
         rows.append(
             {
                 "modality": name,
-                "builder": specs[name].describe() if name in specs else None,
+                "builder": specs[name].describe() + suffix if name in specs else None,
                 "items": dataset.n_items,
                 "present": present,
                 "missing": dataset.n_items - present,

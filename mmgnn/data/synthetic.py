@@ -1,43 +1,43 @@
 """Synthetic multimodal dataset whose class lives in the arrangement of nodes.
 
-The default dataset of mmgnn: three modalities, culture-like groups, missing modalities, and a
-class signal that only structure-aware, multimodal models can read. Generative process for
-``C`` classes, ``G`` groups and ``n_bits = ceil(log2 C)``:
+mmgnn's default dataset: three modalities, culture-like groups, missing modalities, and a class
+that only structure-aware, multimodal models can read. The generative process, for ``C``
+classes, ``G`` groups and ``n_bits = ceil(log2 C)`` code bits:
 
-1. **Items.** Item ``i`` draws a class ``c_i`` and a group ``g_i`` (the ``(class, group)``
-   strata are balanced), an identity latent ``z_i ~ N(0, I_8)`` and, for a random
-   ``round(missing_fraction * n_items)`` of the items, exactly one modality it lacks (its
-   ``ptr`` range is empty; no item lacks more than one, so none lacks all).
-2. **Culture code.** Group ``g`` renders class ``c`` with the arrangement code
-   ``r = (c + g) mod C``: class ``c`` in group ``g`` is drawn exactly like class ``c + g - g'``
-   in group ``g'`` and differs from it only by the group's style (below). These are the hard
-   negatives across cultures: items of different classes that share an arrangement; a model
-   must read the style to tell them apart.
-3. **Bits per modality.** Modality ``m`` (text 0, image 1, audio 2) renders the bits ``k`` of
-   ``r`` with ``k mod 3 != (m + 2) mod 3``; for 8 classes text shows ``(b0, b1)``, image
-   ``(b1, b2)`` and audio ``(b0, b2)``. Every bit is shown by two modalities, so one modality
-   leaves classes confused in pairs (at most ``2**(n_bits - |bits_m|)`` ... 1/2 accuracy for 8
-   classes) while any two modalities determine the class. With ``n_bits < 3`` (``C <= 4``)
-   every modality shows every bit.
-4. **Arrangement.** Each shown bit owns a contiguous region of the item's nodes (sequence
-   segments; grid stripes along a random axis; region order random per item) and two node
-   prototypes ``A_k, B_k`` of the modality, used half/half. Bit 0 is *grouped* (a run of
-   ``A`` then a run of ``B``; two blocks in a grid stripe), bit 1 is *alternating* (``ABAB``;
-   a checkerboard), with ``A``/``B`` swapped at random. Every class therefore has the same
-   multiset of prototypes: mean-pooled node features carry no class information, the
-   neighbouring pairs (same prototype vs. different prototype) carry all of it, under chain
-   windows 1 and 2 and 4- or 8-neighbour grids alike.
-5. **Features.** ``x = P_m[type] + s_{m,g} + z_i W_m + noise * eps`` (float32), with
-   prototypes ``P_m ~ N(0, 1)``, group style ``s_{m,g} ~ N(0, 1)`` (a per-culture shift that
-   makes items of one group closer to each other than to same-class items of other groups),
-   identity projection ``W_m ~ N(0, 1/8)`` (so the same item can be retrieved across
-   modalities beyond its class) and ``eps ~ N(0, 1)``.
+1. **Items.** Item ``i`` draws a class ``c_i`` and a group ``g_i`` (the ``C * G`` strata are
+   balanced), an identity latent ``z_i ~ N(0, I_8)``, and, for ``round(missing_fraction *
+   n_items)`` random items, exactly one modality it lacks (an empty ``ptr`` range; no item
+   lacks more than one, so none lacks all).
+2. **Culture.** The item's arrangement code is ``r_i = c_i XOR f(g_i)``: group ``g >= 1``
+   inverts bit ``(g - 1) mod n_bits`` (:func:`culture_flips`; ``culture_flip=False`` makes
+   ``r = c``). Class ``c`` of group ``g`` is thus drawn exactly like class ``c XOR f(g) XOR
+   f(g')`` of group ``g'``, differing only in the group's style (step 5): hard negatives
+   across cultures, which a model tells apart only by reading arrangement and style together.
+3. **Bits per modality.** Modality ``m`` (text 0, image 1, audio 2) shows the bits ``k`` of
+   ``r`` with ``k mod 3 != (m + 2) mod 3``: for 8 classes text shows ``(b0, b1)``, image
+   ``(b1, b2)``, audio ``(b0, b2)``. Every bit is shown by exactly two modalities, so one
+   modality leaves classes confused in pairs (at best 1/2 accuracy with 8 classes) while any
+   two determine the class. With ``C <= 4`` (fewer than 3 bits) every modality shows every bit.
+4. **Arrangement.** Each shown bit owns a contiguous region of the item's nodes (a segment of
+   a sequence, a stripe of the grid along a random axis; regions in random order) and two
+   prototypes ``A_k, B_k`` of the modality, used half and half. Bit value 0 is *grouped* (a
+   run of ``A`` then a run of ``B``; two blocks in a stripe), 1 is *alternating* (``ABAB``; a
+   checkerboard), with ``A``/``B`` swapped at random. Every class has the same multiset of
+   prototypes, so mean-pooled (bag-of-nodes) features carry no class information; whether
+   neighbours share a prototype carries all of it (chain windows 1 and 2, 4- and 8-neighbour
+   grids all see it, window 1 and 4 neighbours most clearly).
+5. **Features.** ``x = P_m[type] + s_{m,g} + z_i W_m + noise * eps`` (float32): prototypes
+   ``P_m ~ N(0, 2.5^2)``, a group style ``s_{m,g} ~ N(0, 1)`` (a per-culture shift: items of
+   one group are closer to each other than to same-class items of other groups), the
+   identity through a modality-specific projection ``W_m ~ N(0, 0.4^2 / 8)`` (the same item
+   can be retrieved across modalities beyond its class, but not trivially), and
+   ``eps ~ N(0, 1)``.
 
-Modalities: ``text`` 12-16 tokens of ``d=32`` (``pos`` = token index), ``image`` a 4x4 grid of
-patches of ``d=24`` (``pos`` = (row, col)), ``audio`` 20 frames of ``d=16`` (``pos`` = time in
-seconds, 25 ms hop). No ``edge_index``: graphs are built from ``pos`` by
-:mod:`mmgnn.data.graphs`. Prototypes, styles and projections depend on ``seed`` only, items on
-``seed`` and ``n_items``; the same arguments give identical arrays.
+Modalities: ``text`` 12-16 tokens of ``d = 32`` (``pos`` = token index), ``image`` a 4x4 grid of
+patches of ``d = 24`` (``pos`` = (row, col)), ``audio`` 20 frames of ``d = 16`` (``pos`` = time
+in seconds, 25 ms hop). No ``edge_index``: :mod:`mmgnn.data.graphs` builds graphs from ``pos``.
+Prototypes, styles and projections depend on ``seed`` only; items on ``seed`` and ``n_items``.
+The same arguments give identical arrays.
 
 Command line: ``python -m mmgnn.data.synthetic --out DIR [--n-items N] [--seed S]
 [--missing-fraction F]`` writes the dataset in the folder contract of DESIGN.md.
@@ -57,6 +57,9 @@ from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
 from mmgnn.data.splits import stratified_split  # noqa: E402
 
 IDENTITY_DIM = 8
+PROTOTYPE_SCALE = 2.5
+STYLE_SCALE = 1.0
+IDENTITY_SCALE = 0.4
 AUDIO_HOP_SECONDS = 0.025
 
 
@@ -104,7 +107,11 @@ def shown_bits(modality_index: int, n_bits: int) -> np.ndarray:
 
 
 def culture_flips(n_groups: int, n_bits: int) -> np.ndarray:
-    """int64 ``[n_groups]`` bit masks: group ``g >= 1`` inverts bit ``(g - 1) mod n_bits``."""
+    """int64 ``[n_groups]`` code masks: group ``g >= 1`` inverts bit ``(g - 1) mod n_bits``.
+
+    An item of class ``c`` and group ``g`` is drawn with arrangement code
+    ``c ^ culture_flips(...)[g]``.
+    """
     g = np.arange(n_groups)
     return np.where(g > 0, 1 << ((g - 1) % n_bits), 0).astype(np.int64)
 
@@ -128,12 +135,13 @@ def _even_regions(length: np.ndarray, n_regions: int, position: np.ndarray):
 
 
 def _first_prototype(layout: _Layout, n_items: int, n_regions: int, rng: np.random.Generator):
-    """Per node slot, the region it belongs to and whether it shows the region's first prototype.
+    """Node slots of every item: their region and which of its two prototypes they show.
 
     Returns:
-        ``(region, first, counts)``: int ``[n, L_max]``, bool ``[n, L_max]`` for
-        ``first`` under the *grouped* (bit 0) and *alternating* (bit 1) patterns stacked as
-        ``[2, n, L_max]``, and int64 ``[n]`` node counts.
+        ``(region, first, counts)``: int ``[n, L_max]`` region of each node slot; bool
+        ``[2, n, L_max]`` whether the slot shows the region's first prototype under the
+        *grouped* (index 0, bit value 0) and *alternating* (index 1) pattern; int64 ``[n]``
+        node counts (slots ``>= counts`` are padding).
     """
     if layout.kind == "sequence":
         counts = rng.integers(layout.min_nodes, layout.max_nodes + 1, size=n_items)
@@ -182,9 +190,11 @@ def _render_modality(
     bits = shown_bits(modality_index, n_bits)
     n_regions = len(bits)
     world = np.random.default_rng([seed, 1, modality_index])
-    prototypes = world.normal(scale=float(os.environ.get("SYN_PS", "1")), size=(2 * n_regions, layout.dim))
-    style = world.normal(size=(n_groups, layout.dim))
-    projection = world.normal(scale=IDENTITY_DIM**-0.5, size=(IDENTITY_DIM, layout.dim))
+    prototypes = world.normal(scale=PROTOTYPE_SCALE, size=(2 * n_regions, layout.dim))
+    style = world.normal(scale=STYLE_SCALE, size=(n_groups, layout.dim))
+    projection = world.normal(
+        scale=IDENTITY_SCALE * IDENTITY_DIM**-0.5, size=(IDENTITY_DIM, layout.dim)
+    )
 
     rng = np.random.default_rng([seed, 2, modality_index, n_items])
     region, first_by_pattern, counts = _first_prototype(layout, n_items, n_regions, rng)
@@ -221,18 +231,22 @@ def make_synthetic(
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     name: str = "synthetic",
+    culture_flip: bool = True,
 ) -> MultimodalDataset:
     """Generate the synthetic dataset described in the module docstring.
 
     Args:
         n_items: number of items.
         n_classes: number of classes (>= 2); ``ceil(log2 n_classes)`` code bits.
-        n_groups: number of groups (cultures) ``g0, g1, ...`` (>= 1).
+        n_groups: number of groups (cultures) named ``g0, g1, ...`` (>= 1; zero-padded
+            from 11 groups on, ``g00, g01, ...``, so that sorted names keep code order).
         missing_fraction: fraction of items that lack exactly one modality, in ``[0, 1]``.
         noise: standard deviation of the Gaussian noise added to every node feature.
         seed: random seed; the same arguments give identical arrays.
         split_fractions: train/val/test fractions of the stratified (class x group) split.
         name: dataset name.
+        culture_flip: whether groups invert a code bit (step 2 of the module docstring);
+            ``False`` renders every class the same way in every group (style still differs).
 
     Returns:
         A :class:`MultimodalDataset` with modalities ``text``, ``image``, ``audio`` and items
@@ -259,8 +273,7 @@ def make_synthetic(
     present[lacking, rng.integers(len(LAYOUTS), size=lacking.size)] = False
 
     n_bits = max(1, int(np.ceil(np.log2(n_classes))))
-    code = labels ^ culture_flips(n_groups, n_bits)[groups]
-    if os.environ.get("SYN_SHIFT") == "0": code = labels
+    code = labels ^ culture_flips(n_groups, n_bits)[groups] if culture_flip else labels
     modalities = {
         layout.name: _render_modality(
             layout, m, code, groups, identity, present[:, m], n_bits, n_groups, noise, seed
@@ -269,7 +282,8 @@ def make_synthetic(
     }
 
     split = stratified_split(labels, groups, split_fractions, seed)
-    group_names = [f"g{g}" for g in range(n_groups)]
+    width = len(str(n_groups - 1))  # zero-padded so that sorted names keep code order
+    group_names = [f"g{g:0{width}d}" for g in range(n_groups)]
     items = pd.DataFrame(
         {
             "item_id": [f"item{i:05d}" for i in range(n_items)],
@@ -303,6 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--missing-fraction", type=float, default=0.1)
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-culture-flip",
+        dest="culture_flip",
+        action="store_false",
+        help="render every class the same way in every group",
+    )
     args = parser.parse_args(argv)
 
     from mmgnn.data.folder import write_folder
@@ -314,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         missing_fraction=args.missing_fraction,
         noise=args.noise,
         seed=args.seed,
+        culture_flip=args.culture_flip,
     )
     write_folder(dataset, args.out)
     print(f"wrote {dataset.n_items} items ({', '.join(dataset.modality_names)}) to {args.out}")

@@ -93,6 +93,7 @@ class MLflowJobRun:
         self.experiment_id = (
             sweep.experiment_id if sweep else ensure_experiment(self.client, cfg.tracking.experiment)
         )
+        self.choices = choices
         self.name = cfg.tracking.run_name or run_name(choices, int(cfg.seed))
         self.overrides = overrides
         self.hash = config_hash(cfg)
@@ -147,7 +148,11 @@ class MLflowJobRun:
             self.client.create_run, self.experiment_id, run_name=self.name, tags=tags
         )
         self.run_id = run.info.run_id
-        params = [Param(k, v) for k, v in config_params(self.cfg).items()]
+        values = config_params(self.cfg)
+        for group, option in self.choices.items():  # gnn.name=gat, even where no key says so
+            if "/" not in group and group != "hydra":
+                values.setdefault(f"{group}.name", str(option))
+        params = [Param(k, v) for k, v in values.items()]
         for chunk in _chunks(params, 100):
             retry_locked(self.client.log_batch, self.run_id, params=chunk)
         self.run_dir.mkdir(parents=True, exist_ok=True)

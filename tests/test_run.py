@@ -1,0 +1,132 @@
+"""The main job end to end: every option of every config group, the folder dataset, bad input,
+config typos, determinism. Uses ``debug=fast`` shrunk further so each job takes seconds."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from mmgnn.config import register_configs
+from mmgnn.data.folder import write_folder
+from mmgnn.data.synthetic import make_synthetic
+from mmgnn.train.job import run_job
+
+from conftest import ROOT
+
+TINY = [
+    "debug=fast",
+    "train.max_items=64",
+    "gnn.hidden_dim=16",
+    "model.embed_dim=16",
+    "train.robustness.noise_levels=[0.0,0.9]",
+    "tracking.enabled=false",
+]
+
+
+def compose_cfg(overrides):
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose("config", overrides=TINY + list(overrides))
+
+
+OPTIONS = [
+    [f"gnn={g}"] for g in ("gcn", "sage", "gat", "gatv2", "gin", "mlp")
+] + [
+    [f"skip={s}"] for s in ("none", "sum", "concat")
+] + [
+    [f"fusion={f}"] for f in ("concat", "gated", "xattn", "lowrank")
+] + [
+    [f"loss={l}"] for l in ("cosine", "infonce", "hardneg")
+] + [
+    ["train=joint"], ["graph=knn"], ["graph=full"], ["model.readout=attention", "gnn.norm=batch"],
+    ["fusion=xattn", "fusion.attend=all", "fusion.num_blocks=2"],
+    ["loss=infonce", "loss.alignment.label_positives=true", "loss.alignment.queue_size=64"],
+    ["loss=hardneg", "loss.fused=none"],
+    ["data.pairing=label"],
+]
+
+
+@pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o))
+def test_every_option_runs_end_to_end(overrides, tmp_path):
+    cfg = compose_cfg(overrides)
+    result = run_job(cfg, tmp_path)
+    assert np.isfinite(result.value)
+    payload = json.loads((tmp_path / "test_metrics.json").read_text())
+    assert payload["monitor"].startswith("val/")
+    metrics = payload["metrics"]
+    assert "test/retrieval/map" in metrics
+    assert any(k.startswith("test/missing/") for k in metrics)
+    assert any(k.startswith("test/noise/") and "/auc/" in k for k in metrics)
+    if cfg.loss.fused == "classify":
+        assert 0.0 <= metrics["test/fused/acc"] <= 1.0
+    else:
+        assert "test/fused/acc" not in metrics
+    assert (tmp_path / "checkpoints" / "best.pt").exists()
+    assert (tmp_path / "standardizer.npz").exists()
+
+
+def test_same_config_and_seed_give_the_same_metrics(tmp_path):
+    a = run_job(compose_cfg(["seed=3"]), tmp_path / "a").test_metrics
+    b = run_job(compose_cfg(["seed=3"]), tmp_path / "b").test_metrics
+    keep = lambda m: {k: v for k, v in m.items() if not k.startswith(("time/", "latency/", "memory/"))}  # noqa: E731
+    assert keep(a) == keep(b)
+
+
+def test_folder_dataset_trains_like_the_synthetic_one(tmp_path):
+    write_folder(make_synthetic(n_items=120, seed=1), tmp_path / "ds")
+    cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}"])
+    result = run_job(cfg, tmp_path / "run")
+    assert np.isfinite(result.value)
+
+
+def test_structured_config_rejects_typos_and_wrong_types():
+    with pytest.raises(Exception, match="epochs"):
+        compose_cfg(["train.stages.0.epochs=abc"])
+    with pytest.raises(Exception, match="batch_sise"):
+        compose_cfg(["train.batch_sise=3"])
+
+
+def run_cli(args, cwd):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_bad_dataset_fails_with_clear_error_and_failed_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path / "bad"
+    write_folder(make_synthetic(n_items=60, seed=0), folder)
+    with np.load(folder / "image.npz") as z:
+        arrays = dict(z)
+    arrays["x"][5, 0] = np.nan
+    np.savez(folder / "image.npz", **arrays)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(
+        [*TINY[:-1], "data=folder", f"data.path={folder}", f"tracking.uri={uri}",
+         "tracking.experiment=bad", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "image.npz" in proc.stderr and "not finite" in proc.stderr
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("bad").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "DatasetError" in runs[0].data.tags["mmgnn.error"]
+    assert not (tmp_path / "run" / "test_metrics.json").exists()
+
+
+def test_cli_prints_summary_and_writes_metrics(tmp_path):
+    proc = run_cli([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test retrieval per direction" in proc.stdout
+    assert "missing" in proc.stdout and "complexity" in proc.stdout
+    assert (tmp_path / "run" / "test_metrics.json").exists()
+    saved = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
+    assert saved.gnn.conv._target_.endswith("GATLayer")

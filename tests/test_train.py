@@ -1,0 +1,165 @@
+"""The training loop: stages freeze and unfreeze, resume equals an uninterrupted run,
+non-finite losses stop cleanly, early stopping, seeding, modality dropout."""
+from functools import partial
+
+import pytest
+import torch
+
+from mmgnn.data.graphs import GraphSpec
+from mmgnn.data.pipeline import prepare_data
+from mmgnn.data.synthetic import make_synthetic
+from mmgnn.losses import InfoNCE, MultimodalObjective
+from mmgnn.models import GNNBranch, ModalitySkip, MultimodalGNN
+from mmgnn.models.convs import SAGELayer
+from mmgnn.models.fusion import GatedFusion
+from mmgnn.train.stages import Stage
+from mmgnn.train.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    drop_modalities_randomly,
+    seed_everything,
+)
+
+SPECS = {
+    "text": GraphSpec("chain"),
+    "image": GraphSpec("grid", neighbours=4),
+    "audio": GraphSpec("chain", window=2),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare_data(make_synthetic(n_items=96, seed=3), SPECS)
+
+
+def build(data, seed=0):
+    seed_everything(seed)
+    dims = {m: d.dim for m, d in data.dataset.modalities.items()}
+    model = MultimodalGNN(
+        dims,
+        branch=partial(GNNBranch, conv=partial(SAGELayer), hidden_dim=16, num_layers=2),
+        skip=partial(ModalitySkip, mode="sum"),
+        fusion=partial(GatedFusion),
+        embed_dim=16,
+        num_classes=data.dataset.num_classes,
+    )
+    objective = MultimodalObjective(InfoNCE(), fused="classify", fused_weight=0.5)
+    return model, objective
+
+
+def make_trainer(data, tmp_path, stages, seed=0, **kwargs):
+    model, objective = build(data, seed)
+    options = dict(batch_size=32, eval_batch_size=64, seed=seed, lr=3e-3, patience=0)
+    options.update(kwargs)
+    return Trainer(model, objective, data, stages, tmp_path, **options)
+
+
+def snapshot(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def test_frozen_branch_does_not_change_then_trains_after_unfreezing(data, tmp_path):
+    stages = [Stage("warmup", 1, freeze=["branches.text"]), Stage("finetune", 1)]
+    trainer = make_trainer(data, tmp_path, stages, modality_dropout=0.0, stop_after_epoch=1)
+    text0, image0 = snapshot(trainer.model.branches["text"]), snapshot(trainer.model.branches["image"])
+    norm_stats0 = {k: v.clone() for k, v in trainer.model.branches["text"].state_dict().items()}
+    trainer.fit()
+    text1, image1 = snapshot(trainer.model.branches["text"]), snapshot(trainer.model.branches["image"])
+    assert all(torch.equal(text0[n], text1[n]) for n in text0), "frozen text branch changed"
+    assert any(not torch.equal(image0[n], image1[n]) for n in image0), "image branch did not train"
+    for k, v in trainer.model.branches["text"].state_dict().items():
+        assert torch.equal(norm_stats0[k], v)
+    trainer.stop_after_epoch = None
+    trainer.start_epoch = 1
+    trainer.fit()
+    text2 = snapshot(trainer.model.branches["text"])
+    assert any(not torch.equal(text1[n], text2[n]) for n in text1), "text branch did not unfreeze"
+    assert trainer.trainable_per_stage["warmup"] < trainer.trainable_per_stage["finetune"]
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(data, tmp_path):
+    stages = [Stage("warmup", 1, freeze=["branches.text"]), Stage("finetune", 2)]
+    full = make_trainer(data, tmp_path / "full", stages, modality_dropout=0.2)
+    full_result = full.fit()
+
+    first = make_trainer(data, tmp_path / "cut", stages, modality_dropout=0.2, stop_after_epoch=2)
+    first.fit()
+    seed_everything(123)  # a different global RNG state must not matter after resuming
+    resumed = make_trainer(data, tmp_path / "cut", stages, modality_dropout=0.2)
+    assert resumed.resume()
+    result = resumed.fit()
+
+    assert result.best_epoch == full_result.best_epoch
+    assert len(result.history) == len(full_result.history) == 3
+    for a, b in zip(result.history, full_result.history):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    for (n, p), (_, q) in zip(resumed.model.named_parameters(), full.model.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_same_seed_same_history_and_other_seed_differs(data, tmp_path):
+    stages = [Stage("joint", 2)]
+    a = make_trainer(data, tmp_path / "a", stages, seed=5).fit()
+    b = make_trainer(data, tmp_path / "b", stages, seed=5).fit()
+    c = make_trainer(data, tmp_path / "c", stages, seed=6).fit()
+    assert a.history == b.history
+    assert a.history[-1]["train/total"] != c.history[-1]["train/total"]
+
+
+class NaNAfterFirstEpoch(MultimodalObjective):
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.poison = epoch >= 1
+
+    def forward(self, out, batch):
+        total, terms = super().forward(out, batch)
+        if self.poison:
+            total = total * float("nan")
+        return total, terms
+
+
+def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(data, tmp_path):
+    model, _ = build(data)
+    objective = NaNAfterFirstEpoch(InfoNCE(), fused="classify")
+    trainer = Trainer(model, objective, data, [Stage("joint", 3)], tmp_path, batch_size=32)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1"):
+        trainer.fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_early_stopping_counts_only_in_the_last_stage(data, tmp_path):
+    stages = [Stage("warmup", 2), Stage("finetune", 6)]
+    trainer = make_trainer(data, tmp_path, stages, lr=0.0, patience=2)  # lr 0: no progress
+    result = trainer.fit()
+    assert result.stopped_early
+    assert result.epochs_run == 4  # 2 warm-up epochs + 2 without improvement
+    assert (tmp_path / "checkpoints" / "best.pt").exists()
+
+
+def test_lr_follows_warmup_cosine_and_temperature_is_clamped(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, [Stage("joint", 3)], warmup_fraction=0.34)
+    with torch.no_grad():
+        trainer.objective.alignment.logit_scale.fill_(10.0)  # beyond ln(100)
+    result = trainer.fit()
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[0] == pytest.approx(3e-3, rel=1e-6)  # warm-up ends at the peak after epoch 1
+    assert lrs[0] > lrs[1] > lrs[2]
+    assert float(trainer.objective.alignment.logit_scale) <= torch.log(torch.tensor(100.0)) + 1e-6
+    assert all("temperature" in h for h in result.history)
+
+
+def test_modality_dropout_keeps_one_modality_per_item():
+    present = torch.tensor([[True, True, True], [True, False, False], [False, True, True]])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        dropped = drop_modalities_randomly(present, 0.9, g)
+        assert not (dropped & ~present).any()  # never adds a modality
+        assert dropped.any(dim=1).all()  # every item keeps at least one
+    assert torch.equal(drop_modalities_randomly(present, 0.0, g), present)
+
+
+def test_trainer_rejects_stage_naming_unknown_module(data, tmp_path):
+    with pytest.raises(ValueError, match="branches.lyrics.*modules: .*branches.text"):
+        make_trainer(data, tmp_path, [Stage("w", 1, freeze=["branches.lyrics"])])
