@@ -6,6 +6,10 @@ Times each builder of :mod:`mmgnn.data.graphs` on one modality, a whole (uncache
 (``time.perf_counter``) as a markdown table, with the machine it ran on.
 
     python -m experiments.bench_graphs [--sizes 10000 100000] [--repeats 5] [--seed 0]
+                                       [--threads N]
+
+``--threads`` sets torch's and DGL's CPU threads (default: their own defaults); one thread
+gives steadier numbers on a CPU that other jobs share.
 
 The datasets have three modalities, each missing for about 10% of the items: ``text`` (a
 sequence of 12..20 tokens, d = 32), ``image`` (a 4x4 patch grid, d = 16) and ``audio`` (a
@@ -164,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        dgl.utils.set_num_threads(args.threads)
     results = {n: bench(n, args.repeats, args.seed) for n in args.sizes}
     print(f"Median of {args.repeats} repeats (time.perf_counter).\n")
     print(markdown_table(results))

@@ -488,6 +488,7 @@ def effects_table(df: pd.DataFrame, factors: Sequence[str], metric: str, baselin
     marginal = marginal_effects(df, factors, metric, seed, n_boot)
     paired = paired_differences(df, factors, metric, baselines, seed, n_boot).drop(columns="baseline")
     table = marginal.merge(paired, on=["factor", "level"], how="left")
+    table[["pairs", "wins"]] = table[["pairs", "wins"]].astype("Int64")  # NaN on baseline rows
     table.insert(2, "baseline", [baselines.get(f) == lv for f, lv in zip(table["factor"], table["level"])])
     table["_f"] = table["factor"].map({f: i for i, f in enumerate(factors)})
     table["_b"] = ~table["baseline"]
@@ -498,7 +499,7 @@ def effects_table(df: pd.DataFrame, factors: Sequence[str], metric: str, baselin
 # ----------------------------------------------------------------------------- markdown
 def fmt(value: object, digits: int = 4) -> str:
     """A table cell: numbers with ``digits`` decimals (fewer for large ones), '' for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else ""
@@ -512,6 +513,18 @@ def fmt(value: object, digits: int = 4) -> str:
             return f"{value:.1f}"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def fmt_like(value: object, like: object) -> str:
+    """``value`` with the decimals :func:`fmt` gives ``like`` (a std beside its mean)."""
+    if not isinstance(value, (float, np.floating)) or math.isnan(value):
+        return fmt(value)
+    size = abs(float(like)) if isinstance(like, (int, float, np.number)) and like == like else 0.0
+    if size >= 1000:
+        return f"{value:,.0f}"
+    if size >= 100:
+        return f"{value:.1f}"
+    return f"{value:.4f}"
 
 
 def _cell(value: object) -> str:
@@ -545,7 +558,7 @@ def ablation_markdown(table: pd.DataFrame, factors: Sequence[str], metrics: Sequ
         if f"{name}:mean" not in table.columns:
             continue
         out[f"{name} {_arrow(metric)}"] = [
-            f"{fmt(m)} ± {fmt(s) or '–'} ({n})" if n else "–"
+            f"{fmt(m)} ± {fmt_like(s, m) or '–'} ({n})" if n else "–"
             for m, s, n in zip(table[f"{name}:mean"], table[f"{name}:std"], table[f"{name}:n"])
         ]
     return markdown_table(out, align_right=[c for c in out.columns if c not in keys])
@@ -561,6 +574,7 @@ def ranks_markdown(table: pd.DataFrame) -> str:
 def effects_markdown(table: pd.DataFrame, metric: str) -> str:
     rows = []
     for r in table.itertuples(index=False):
+        paired = not r.baseline and not pd.isna(r.pairs)
         rows.append({
             "factor": r.factor,
             "level": f"{r.level} (baseline)" if r.baseline else r.level,
@@ -569,9 +583,9 @@ def effects_markdown(table: pd.DataFrame, metric: str) -> str:
             if r.n else "–",
             "Δ vs baseline [95% CI]": "" if r.baseline else (
                 f"{fmt(r.diff, 4)} [{fmt(r.diff_ci_low)}, {fmt(r.diff_ci_high)}]"
-                if r.pairs and r.pairs == r.pairs else "no pairs"),
-            "pairs": "" if r.baseline or r.pairs != r.pairs else int(r.pairs),
-            "wins": "" if r.baseline or r.pairs != r.pairs else int(r.wins),
+                if paired and r.pairs > 0 else "no pairs"),
+            "pairs": int(r.pairs) if paired else "",
+            "wins": int(r.wins) if paired else "",
         })
     frame = pd.DataFrame(rows, columns=["factor", "level", "n", f"mean {_arrow(metric)} [95% CI]",
                                         "Δ vs baseline [95% CI]", "pairs", "wins"])
@@ -629,7 +643,8 @@ def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) ->
     left, right = fig.subplots(1, 2)
     x = np.arange(len(mine))
     mean = mine["mean"].to_numpy(float)
-    err = np.vstack([mean - mine["ci_low"].to_numpy(float), mine["ci_high"].to_numpy(float) - mean])
+    err = np.clip(np.vstack([mean - mine["ci_low"].to_numpy(float),
+                             mine["ci_high"].to_numpy(float) - mean]), 0, None)  # float noise
     colors = ["tab:gray" if b else "tab:blue" for b in mine["baseline"]]
     left.bar(x, mean, yerr=np.nan_to_num(err), capsize=4, color=colors)
     left.set_xticks(x, mine["level"])
@@ -642,7 +657,8 @@ def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) ->
     else:
         xd = np.arange(len(diffs))
         d = diffs["diff"].to_numpy(float)
-        derr = np.vstack([d - diffs["diff_ci_low"].to_numpy(float), diffs["diff_ci_high"].to_numpy(float) - d])
+        derr = np.clip(np.vstack([d - diffs["diff_ci_low"].to_numpy(float),
+                                  diffs["diff_ci_high"].to_numpy(float) - d]), 0, None)
         right.bar(xd, d, yerr=derr, capsize=4, color="tab:orange")
         right.axhline(0, color="black", lw=0.8)
         right.set_xticks(xd, diffs["level"])

@@ -168,6 +168,10 @@ def _fixed_slots(layout: _Layout, src_local: torch.Tensor, valid: torch.Tensor) 
 def _concat_grouped(parts: list[Edges]) -> Edges:
     """Merge edge sets that are each grouped by item into one grouped set (item by item,
     the parts' edges in part order), without sorting."""
+    nonempty = [p for p in parts if p[0].shape[0] > 0]
+    if len(nonempty) <= 1:
+        return nonempty[0] if nonempty else parts[0]
+    parts = nonempty
     counts = [p[2][1:] - p[2][:-1] for p in parts]
     edge_ptr = _edge_ptr(torch.stack(counts).sum(0))
     n_edges = int(edge_ptr[-1])

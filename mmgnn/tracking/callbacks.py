@@ -112,7 +112,7 @@ class MLflowSweepCallback(Callback):
             f"  then http://127.0.0.1:5000/#/experiments/{info.experiment_id} and search "
             f"tags.mlflow.parentRunId = '{info.parent_run_id}'",
             "write its report:",
-            f"  {root}/.venv/bin/python -m experiments.report --parent {info.parent_run_id} "
+            f"  cd {root} && .venv/bin/python -m experiments.report --parent {info.parent_run_id} "
             f"--tracking-uri {ui_uri}",
         ]
         return "\n".join(lines)
