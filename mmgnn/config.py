@@ -22,6 +22,8 @@ class DataConfig:
     loader: Any = None  # _target_ + arguments of the loader function
     pairing: str = "item"  # item | label: what corresponds across modalities
     standardize: bool = True  # per-modality z-score with train-split statistics
+    path: Optional[str] = None  # data=folder: the dataset folder
+    modalities: Optional[list[str]] = None  # data=folder: which <modality>.npz (None: all)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class TrainConfig:
     resume: bool = False  # continue from <run dir>/checkpoints/last.pt
     stop_after_epoch: Optional[int] = None  # end the run after this epoch (tests of resume)
     max_items: Optional[int] = None  # use only this many items (debug=fast)
-    num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    num_threads: int = 0  # torch threads; 0: torch's default, or cores // n_jobs in a parallel sweep
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
 

@@ -202,17 +202,6 @@ def _full_edges(counts: torch.Tensor) -> Edges:
     return src, dst, _edge_ptr(counts * (counts - 1).clamp(min=0))
 
 
-def _points(modality: ModalityData, space: str, builder: str) -> np.ndarray:
-    if space == "feature":
-        return np.asarray(modality.x)
-    if modality.pos is None:
-        raise ValueError(
-            f"modality {modality.name!r}: the {builder} builder uses node positions (pos), "
-            "but this modality has none"
-        )
-    return np.asarray(modality.pos)
-
-
 # ---------------------------------------------------------------------------- builders
 
 
@@ -313,7 +302,12 @@ def knn(modality: ModalityData, spec: GraphSpec) -> Edges:
     those distance-0 neighbours (deterministic, unlike ``exclude_self=True``, which samples).
     Items with ``2..k`` nodes get the full graph; items with 0 or 1 node get no edges.
     """
-    points = _points(modality, spec.space, "knn")
+    if spec.space == "pos" and modality.pos is None:
+        raise ValueError(
+            f"modality {modality.name!r}: knn with space='pos' uses node positions (pos), "
+            "but this modality has none; use space='feature' or give pos"
+        )
+    points = modality.x if spec.space == "feature" else modality.pos
     layout = _node_layout(modality)
     k = spec.k
     large = layout.counts > k

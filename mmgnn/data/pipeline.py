@@ -104,7 +104,7 @@ class PreparedData:
 
     def summary(self) -> pd.DataFrame:
         """One row per modality: items, missing, nodes, edges, builder (+ split sizes)."""
-        return graph_summary(self.dataset, self.graphs)
+        return graph_summary(self.dataset, self.graphs, self.specs)
 
     def split_sizes(self) -> dict[str, int]:
         return {s: int((self.dataset.split == s).sum()) for s in SPLITS}

@@ -13,6 +13,7 @@ classes, ``G`` groups and ``n_bits = ceil(log2 C)`` code bits:
    ``r = c``). Class ``c`` of group ``g`` is thus drawn exactly like class ``c XOR f(g) XOR
    f(g')`` of group ``g'``, differing only in the group's style (step 5): hard negatives
    across cultures, which a model tells apart only by reading arrangement and style together.
+   (When ``C`` is not a power of two a code may exceed ``C - 1``; it is still rendered.)
 3. **Bits per modality.** Modality ``m`` (text 0, image 1, audio 2) shows the bits ``k`` of
    ``r`` with ``k mod 3 != (m + 2) mod 3``: for 8 classes text shows ``(b0, b1)``, image
    ``(b1, b2)``, audio ``(b0, b2)``. Every bit is shown by exactly two modalities, so one
@@ -27,7 +28,7 @@ classes, ``G`` groups and ``n_bits = ceil(log2 C)`` code bits:
    neighbours share a prototype carries all of it (chain windows 1 and 2, 4- and 8-neighbour
    grids all see it, window 1 and 4 neighbours most clearly).
 5. **Features.** ``x = P_m[type] + s_{m,g} + z_i W_m + noise * eps`` (float32): prototypes
-   ``P_m ~ N(0, 2.5^2)``, a group style ``s_{m,g} ~ N(0, 1)`` (a per-culture shift: items of
+   ``P_m ~ N(0, 2.5^2)``, a group style ``s_{m,g} ~ N(0, 2^2)`` (a per-culture shift: items of
    one group are closer to each other than to same-class items of other groups), the
    identity through a modality-specific projection ``W_m ~ N(0, 0.4^2 / 8)`` (the same item
    can be retrieved across modalities beyond its class, but not trivially), and
@@ -40,7 +41,8 @@ Prototypes, styles and projections depend on ``seed`` only; items on ``seed`` an
 The same arguments give identical arrays.
 
 Command line: ``python -m mmgnn.data.synthetic --out DIR [--n-items N] [--seed S]
-[--missing-fraction F]`` writes the dataset in the folder contract of DESIGN.md.
+[--missing-fraction F] [--n-classes C] [--n-groups G] [--noise SIGMA] [--no-culture-flip]``
+writes the dataset in the folder contract of DESIGN.md (``mmgnn.data.folder.write_folder``).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ from mmgnn.data.splits import stratified_split  # noqa: E402
 
 IDENTITY_DIM = 8
 PROTOTYPE_SCALE = 2.5
-STYLE_SCALE = 1.0
+STYLE_SCALE = 2.0
 IDENTITY_SCALE = 0.4
 AUDIO_HOP_SECONDS = 0.025
 
@@ -117,7 +119,7 @@ def culture_flips(n_groups: int, n_bits: int) -> np.ndarray:
 
 
 def _even_regions(length: np.ndarray, n_regions: int, position: np.ndarray):
-    """Split ``[0, length)`` into ``n_regions`` near-equal segments.
+    """Split ``[0, length)`` into ``n_regions`` near-equal contiguous segments.
 
     Args:
         length: int ``[n, 1]`` extent per item.
@@ -128,7 +130,8 @@ def _even_regions(length: np.ndarray, n_regions: int, position: np.ndarray):
         ``(region, local, size)``: int ``[n, L]`` segment index of each position, its offset
         inside the segment and the segment's size.
     """
-    region = np.minimum(position * n_regions // np.maximum(length, 1), n_regions - 1)
+    # segment j is [floor(j * length / n_regions), floor((j + 1) * length / n_regions))
+    region = np.minimum(((position + 1) * n_regions - 1) // np.maximum(length, 1), n_regions - 1)
     start = region * length // n_regions
     end = (region + 1) * length // n_regions
     return region, position - start, end - start

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ def run_job(
     seed_everything(cfg.seed)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
+        log.info("torch threads: %d", cfg.train.num_threads)
 
     dataset = load_dataset(cfg)
     check_config(cfg, dataset)
@@ -281,7 +283,12 @@ def main_job(cfg: DictConfig) -> float:
 
     from mmgnn.tracking import MLflowJobRun
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    n_jobs = OmegaConf.select(hc.launcher, "n_jobs", default=None)
+    if cfg.train.num_threads == 0 and n_jobs and n_jobs > 1:
+        # Parallel jobs share the cores: give each its share instead of oversubscribing.
+        cfg.train.num_threads = max(1, (os.cpu_count() or 1) // n_jobs)
     if not cfg.tracking.enabled:
         return run_job(cfg, run_dir).value
     tracker = MLflowJobRun.from_hydra(cfg)
