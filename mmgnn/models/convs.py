@@ -76,9 +76,11 @@ class GATLayer(nn.Module):
         attn_dropout: dropout on the attention coefficients.
     """
 
+    conv_class = GATConv
+
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4, attn_dropout: float = 0.0) -> None:
         super().__init__()
-        self.conv = GATConv(
+        self.conv = self.conv_class(
             in_dim,
             _heads_width(out_dim, heads),
             num_heads=heads,
@@ -90,25 +92,14 @@ class GATLayer(nn.Module):
         return self.conv(graph, h).flatten(1)
 
 
-class GATv2Layer(nn.Module):
+class GATv2Layer(GATLayer):
     """GATv2 (Brody et al., ICLR 2022: "How attentive are graph attention networks?").
 
     Dynamic attention ``a^T LeakyReLU(W [h_u || h_v])`` (DGL ``GATv2Conv``); heads are
     concatenated back to ``out_dim`` as in :class:`GATLayer`.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, heads: int = 4, attn_dropout: float = 0.0) -> None:
-        super().__init__()
-        self.conv = GATv2Conv(
-            in_dim,
-            _heads_width(out_dim, heads),
-            num_heads=heads,
-            attn_drop=attn_dropout,
-            allow_zero_in_degree=True,
-        )
-
-    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
-        return self.conv(graph, h).flatten(1)
+    conv_class = GATv2Conv
 
 
 class GINLayer(nn.Module):
