@@ -1,0 +1,105 @@
+"""Sweep presets: every experiment composes, the controlled sampler's design compares levels on
+otherwise-equal configurations, the Optuna preset optimises run.py's return value, and an
+interrupted job ends KILLED in MLflow."""
+import itertools
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from hydra_plugins.mmgnn_controlled_sweeper.controlled_sweeper import controlled_design
+from mmgnn.config import register_configs
+from mmgnn.tracking.job_run import MLflowJobRun
+
+from conftest import ROOT
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_as_a_multirun(name):
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.tracking.experiment == name
+    params = cfg.hydra.sweeper.params
+    if name.startswith("ablate_"):
+        assert params.seed == "0,1,2"
+        assert len(params) == 2
+
+
+def test_controlled_design_varies_one_factor_on_equal_bases():
+    levels = {"gnn": ["gcn", "gat", "mlp"], "skip": ["none", "sum"], "loss": ["a", "b", "c"]}
+    design = controlled_design(levels, list(levels), num_base=2, seed=1)
+    keys = [tuple(c.values()) for c in design]
+    assert len(keys) == len(set(keys)) < 3 * 2 * 3 * 2
+    for factor, values in levels.items():
+        others = [f for f in levels if f != factor]
+        bases = {tuple(c[f] for f in others) for c in design}
+        complete = [b for b in bases
+                    if {c[factor] for c in design if tuple(c[f] for f in others) == b} == set(values)]
+        assert complete, f"no base where every level of {factor} is present"
+    assert design == controlled_design(levels, list(levels), num_base=2, seed=1)
+
+
+def test_controlled_sweeper_launches_the_sampled_jobs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "hydra/sweeper=controlled",
+         "hydra.sweeper.controlled=[skip,fusion]", "hydra.sweeper.num_base=1",
+         "skip=none,sum", "fusion=concat,gated", "seed=0", "debug=fast", "train.max_items=40",
+         "gnn.hidden_dim=16", "model.embed_dim=16", "train.robustness.missing=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name[0].isdigit())
+    expected = controlled_design({"skip": ["none", "sum"], "fusion": ["concat", "gated"]},
+                                 ["skip", "fusion"], 1, 0)
+    assert len(jobs) == len(expected) == 3
+
+
+def test_optuna_preset_optimises_the_returned_value(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", "+experiment=optuna",
+         "hydra.sweeper.n_trials=2", "debug=fast", "train.max_items=40", "gnn.hidden_dim=16",
+         "model.embed_dim=16", "train.robustness.missing=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert 0.0 <= float(best.best_value) <= 1.0
+    assert set(best.best_params) == {
+        "optim.lr", "gnn.dropout", "loss.alignment.temperature", "loss.alignment.beta"}
+
+
+def test_interrupted_job_ends_killed_and_error_ends_failed(tmp_path):
+    cfg = OmegaConf.create({
+        "seed": 0,
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x", "run_name": None,
+                     "force": False, "skip_finished": True},
+    })
+    for error, status in ((KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")):
+        job = MLflowJobRun(cfg, tmp_path / status, {"gnn": "gat"}, ["seed=0"])
+        with pytest.raises(error):
+            with job:
+                raise error("stop")
+        run = MlflowClient(job.uri).get_run(job.run_id)
+        assert run.info.status == status
+        assert run.data.tags["mmgnn.status"] == status.lower()
+    assert job.finished_run() is None  # neither counts as done for a resumed sweep
+
+
+def test_design_of_full_sampled_fits_one_machine():
+    levels = {"gnn": "gcn,sage,gat,gatv2,gin,mlp".split(","), "skip": "none,sum,concat".split(","),
+              "fusion": "concat,gated,xattn,lowrank".split(","), "loss": "cosine,infonce,hardneg".split(",")}
+    design = controlled_design(levels, list(levels), num_base=1, seed=0)
+    assert len(design) <= 16 < len(list(itertools.product(*levels.values())))
