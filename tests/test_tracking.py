@@ -172,8 +172,13 @@ def mlflow_server(tmp_path):
 
 
 def test_sweep_against_a_real_mlflow_server(tmp_path, mlflow_server):
-    sweep(tmp_path, mlflow_server, "skip=none,sum", "seed=0,1")
+    sweep(tmp_path, mlflow_server, "skip=none,sum", "seed=0,1", "tracking.log_plots=true")
     client, parents, children = runs_of(mlflow_server)
     check_two_by_two(mlflow_server, parents, children)
-    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
-    assert {"config.yaml", "test_metrics.json", "hydra", "checkpoints"} <= artifacts
+    run_id = children[0].info.run_id
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "test_metrics.json", "hydra", "checkpoints", "plots"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run_id, "plots")} == {
+        "plots/learning_curves.png", "plots/similarity_test.png", "plots/gates.png"}
+    history = client.get_metric_history(run_id, "val/retrieval/mean_recall")
+    assert [m.step for m in history] == [0, 1]

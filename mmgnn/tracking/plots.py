@@ -55,7 +55,7 @@ def gate_distribution(
     """Box plot of each modality's gate over the test items that have the modality."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     data = [gates[present[:, j], j] for j in range(len(modalities))]
-    ax.boxplot(data, labels=list(modalities))
+    ax.boxplot(data, tick_labels=list(modalities))
     ax.set_ylabel("gate / attention mass")
     ax.set_title("fusion gates per modality (test)")
     ax.grid(alpha=0.3)
