@@ -111,7 +111,7 @@ class TrackingConfig:
     run_name: Optional[str] = None  # None: made from the config (gat-sum-xattn-hardneg-s0)
     log_checkpoint: bool = True
     log_plots: bool = True
-    skip_finished: bool = True  # a config whose hash already has a FINISHED run is skipped
+    skip_finished: bool = True  # in a sweep, a config whose hash has a FINISHED run is skipped
     force: bool = False  # re-run even when a FINISHED run of this config exists
 
 

@@ -142,6 +142,10 @@ def run_job(
     device = choose_device(cfg.train.device)
     model = build_model(cfg, data)
     objective = build_objective(cfg)
+    (run_dir / "model_meta.json").write_text(json.dumps({  # what mmgnn.inference rebuilds from
+        "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
+        "num_classes": model.classifier.out_features if model.classifier is not None else 0,
+    }))
     n_params = count_parameters(model)
     log.info("model: %d parameters (%s)", n_params, type(model).__name__)
     stages = [Stage(**OmegaConf.to_container(s, resolve=True)) for s in cfg.train.stages]
@@ -276,8 +280,9 @@ def main_job(cfg: DictConfig) -> float:
     """``run.py``'s body: one tracked job in Hydra's output folder.
 
     Returns the best validation value of the monitored metric (what sweepers optimise;
-    the test split is never used for selection). With tracking on, a config whose hash
-    already has a FINISHED run in the experiment is skipped (``tracking.force=true`` re-runs).
+    the test split is never used for selection). In a sweep with tracking on, a config whose
+    hash already has a FINISHED run in the experiment is skipped (``tracking.force=true``
+    re-runs it); a single run always trains.
     """
     from hydra.core.hydra_config import HydraConfig
 
@@ -292,7 +297,7 @@ def main_job(cfg: DictConfig) -> float:
     if not cfg.tracking.enabled:
         return run_job(cfg, run_dir).value
     tracker = MLflowJobRun.from_hydra(cfg)
-    previous = tracker.finished_run()
+    previous = tracker.finished_run() if tracker.sweep is not None else None
     if previous is not None:
         tracker.mark_reused(previous)
         monitor = previous.data.tags.get("mmgnn.monitor", "")

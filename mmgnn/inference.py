@@ -1,0 +1,102 @@
+"""Use a trained run on new data: the run's config, best weights and train-split statistics.
+
+    python -m mmgnn.inference --run outputs/runs/<day>/<time> --data DIR --out embeddings.npz
+
+The features of the new data are standardised with the statistics saved by the run
+(``standardizer.npz``), never refitted, and its graphs are built with the run's graph config,
+so a model sees inputs prepared exactly as in training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from mmgnn.data.dataset import MultimodalDataset  # noqa: E402
+from mmgnn.data.graphs import graph_specs_from_config  # noqa: E402
+from mmgnn.data.normalize import Standardizer  # noqa: E402
+from mmgnn.data.pipeline import prepare_data  # noqa: E402
+from mmgnn.train.evaluation import SplitOutputs, collect_outputs  # noqa: E402
+
+META_FILE = "model_meta.json"
+
+
+@dataclass
+class TrainedRun:
+    """A finished run's model (best checkpoint, eval mode), config and statistics."""
+
+    cfg: DictConfig
+    model: torch.nn.Module
+    standardizer: Standardizer | None
+    modality_dims: dict[str, int]
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> "TrainedRun":
+        run_dir = Path(run_dir)
+        for needed in (".hydra/config.yaml", META_FILE, "checkpoints/best.pt"):
+            if not (run_dir / needed).exists():
+                raise FileNotFoundError(f"{run_dir} is not a finished mmgnn run: no {needed}")
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        meta = json.loads((run_dir / META_FILE).read_text())
+        model = instantiate(
+            cfg.model,
+            modality_dims=meta["modality_dims"],
+            num_classes=meta["num_classes"],
+            branch=instantiate(cfg.gnn),
+            skip=instantiate(cfg.skip),
+            fusion=instantiate(cfg.fusion),
+        )
+        state = torch.load(run_dir / "checkpoints" / "best.pt", map_location=device)
+        model.load_state_dict(state["model"])
+        model.to(device).eval()
+        path = run_dir / "standardizer.npz"
+        standardizer = Standardizer.load(path) if path.exists() else None
+        return cls(cfg, model, standardizer, dict(meta["modality_dims"]))
+
+    def embed(self, dataset: MultimodalDataset, batch_size: int = 512) -> SplitOutputs:
+        """Embeddings, fused vectors, gates and logits of every item of ``dataset``."""
+        dims = {m: d.dim for m, d in dataset.modalities.items()}
+        if dims != self.modality_dims:
+            raise ValueError(f"the run was trained on modalities {self.modality_dims} "
+                             f"(name: feature size), the data has {dims}")
+        if self.standardizer is not None:
+            dataset = self.standardizer.transform(dataset)
+        graph = OmegaConf.to_container(self.cfg.graph, resolve=True)
+        specs = graph_specs_from_config(dataset.modality_names, graph["default"], graph["modalities"])
+        data = prepare_data(dataset, specs, self_loops=graph["self_loops"], standardize=False)
+        rows = np.arange(dataset.n_items, dtype=np.int64)
+        device = next(self.model.parameters()).device
+        return collect_outputs(self.model, data.loader("test", batch_size, rows=rows), device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Embed a dataset folder with a trained run.")
+    parser.add_argument("--run", required=True, help="the run's output folder")
+    parser.add_argument("--data", required=True, help="a dataset folder (items.csv + *.npz)")
+    parser.add_argument("--out", required=True, help="where to write the embeddings (.npz)")
+    args = parser.parse_args(argv)
+    from mmgnn.data.folder import load_folder
+
+    run = TrainedRun.load(args.run)
+    dataset = load_folder(args.data, modalities=list(run.modality_dims))
+    out = run.embed(dataset)
+    arrays = {f"embedding_{m}": v for m, v in out.embeddings.items()}
+    arrays.update(present=out.present, fused=out.fused, gates=out.gates,
+                  item_id=dataset.items["item_id"].to_numpy().astype(str))
+    if out.logits is not None:
+        arrays["logits"] = out.logits
+    np.savez(args.out, **arrays)
+    print(f"wrote {len(dataset.items)} items' embeddings to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
