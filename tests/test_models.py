@@ -51,13 +51,7 @@ N_ITEMS = 6
 HIDDEN, EMBED, CLASSES = 8, 8, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def chain_edges(n: int) -> list[tuple[int, int]]:
