@@ -4,10 +4,13 @@ Registered in Hydra's ConfigStore as ``<group>/schema`` and named first in each 
 ``defaults`` list, so a misspelt key or a value of the wrong type fails at start with Hydra's
 own message (``train.epochs=abc`` -> ``Value 'abc' could not be converted to Integer``).
 The groups that build objects with ``_target_`` (gnn, skip, fusion, model, loss) are checked
-by ``hydra.utils.instantiate`` against the constructors' signatures instead.
+against their constructors' signatures and annotations by :func:`check_targets` at start.
 """
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -124,3 +127,57 @@ def register_configs() -> None:
     cs.store(group="sched", name="schema", node=SchedConfig)
     cs.store(group="train", name="schema", node=TrainConfig)
     cs.store(group="tracking", name="schema", node=TrackingConfig)
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits a simple annotation (int, float, str, bool, Optional/Union)."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation in (int, str):
+        return isinstance(value, annotation) and not isinstance(value, bool)
+    return True  # containers, callables, modules: left to the constructor
+
+
+def check_targets(node: Any, path: str) -> None:
+    """Check a ``_target_`` config against its constructor before anything is built.
+
+    Every key must be a parameter of the target (unless it takes ``**kwargs``) and every
+    value of a simple type must match the parameter's annotation, so ``gnn.hidden_dim=abc``
+    fails at start naming the key, the value and the expected type. Nested targets
+    (``gnn.conv``) are checked too.
+    """
+    from hydra.utils import get_object
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    target = get_object(node._target_)
+    signature = inspect.signature(target)
+    hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    open_kwargs = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    for key in node:
+        if str(key).startswith("_"):
+            continue
+        value = OmegaConf.select(node, str(key))
+        if key not in signature.parameters:
+            if not open_kwargs:
+                raise ValueError(
+                    f"{path}.{key}: {node._target_} takes no parameter {key!r}; it takes "
+                    + ", ".join(n for n in signature.parameters if n != "self")
+                )
+            continue
+        if isinstance(value, DictConfig):
+            check_targets(value, f"{path}.{key}")
+        elif not _accepts(hints.get(str(key), inspect.Parameter.empty), value):
+            raise ValueError(
+                f"{path}.{key}={value!r}: {node._target_} expects "
+                f"{getattr(hints[str(key)], '__name__', hints[str(key)])}"
+            )

@@ -1,6 +1,7 @@
 """The main job end to end: every option of every config group, the folder dataset, bad input,
 config typos, determinism. Uses ``debug=fast`` shrunk further so each job takes seconds."""
 import json
+import re
 import subprocess
 import sys
 
@@ -89,6 +90,18 @@ def test_structured_config_rejects_typos_and_wrong_types():
         compose_cfg(["train.stages.0.epochs=abc"])
     with pytest.raises(Exception, match="batch_sise"):
         compose_cfg(["train.batch_sise=3"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gnn.hidden_dim=abc", "gnn.hidden_dim='abc': mmgnn.models.GNNBranch expects int"),
+    ("gnn.conv.heads=2.5", "gnn.conv.heads=2.5: mmgnn.models.convs.GATLayer expects int"),
+    ("loss.alignment.beta=high", "loss.alignment.beta='high'"),
+    ("+gnn.conv.aggregator=mean", "GATLayer takes no parameter 'aggregator'"),
+])
+def test_object_groups_are_checked_against_their_constructors(override, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_job(compose_cfg([override]), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def run_cli(args, cwd):

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mmgnn.config import check_targets
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pipeline import PreparedData, prepare_data
@@ -42,6 +43,13 @@ class JobResult:
     files: dict[str, Path] = field(default_factory=dict)
     complexity: dict[str, float] = field(default_factory=dict)
     outputs: SplitOutputs | None = None  # the test split's outputs (for plots)
+
+
+def check_object_groups(cfg: DictConfig) -> None:
+    """The ``_target_`` groups against their constructors, before any data is loaded."""
+    for group in ("gnn", "skip", "fusion", "model"):
+        check_targets(cfg[group], group)
+    check_targets(cfg.loss.alignment, "loss.alignment")
 
 
 def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
@@ -132,6 +140,7 @@ def run_job(
         torch.set_num_threads(cfg.train.num_threads)
         log.info("torch threads: %d", cfg.train.num_threads)
 
+    check_object_groups(cfg)
     dataset = load_dataset(cfg)
     check_config(cfg, dataset)
     data = prepare(cfg, dataset)
