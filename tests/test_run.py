@@ -143,3 +143,23 @@ def test_cli_prints_summary_and_writes_metrics(tmp_path):
     assert (tmp_path / "run" / "test_metrics.json").exists()
     saved = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
     assert saved.gnn.conv._target_.endswith("GATLayer")
+
+
+def test_resume_continues_the_same_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = [*TINY[:-1], f"tracking.uri={uri}", "tracking.experiment=resume",
+              f"hydra.run.dir={tmp_path / 'run'}"]
+    first = run_cli([*common, "train.stop_after_epoch=1"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli([*common, "train.resume=true"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["mmgnn.resumed"] == "true"
+    assert runs[0].data.params["train.resume"] == "False"  # params stay those of the first start
+    history = client.get_metric_history(runs[0].info.run_id, "val/retrieval/mean_recall")
+    assert sorted(m.step for m in history) == [0, 1]

@@ -133,7 +133,26 @@ class MLflowJobRun:
                  "re-runs it", self.hash, run.info.run_id, run.info.run_name)
 
     # ------------------------------------------------------------ lifecycle
+    def run_of_folder(self):
+        """The latest run logged from this job's run folder (what ``train.resume`` continues)."""
+        runs = retry_locked(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=f"tags.`mmgnn.run_dir` = '{self.run_dir}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
     def start(self) -> str:
+        previous = self.run_of_folder() if OmegaConf.select(self.cfg, "train.resume") else None
+        if previous is not None:  # continue the interrupted run: same id, same params
+            self.run_id = previous.info.run_id
+            retry_locked(self.client.update_run, self.run_id, status="RUNNING")
+            retry_locked(self.client.set_tag, self.run_id, TAG_STATUS, "running")
+            retry_locked(self.client.set_tag, self.run_id, "mmgnn.resumed", "true")
+            log.info("MLflow run %s (%s) resumed in %s", self.name, self.run_id, self.uri)
+            return self.run_id
         tags = {
             TAG_HASH: self.hash,
             TAG_STATUS: "running",
