@@ -163,3 +163,15 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
     assert runs[0].data.params["train.resume"] == "False"  # params stay those of the first start
     history = client.get_metric_history(runs[0].info.run_id, "val/retrieval/mean_recall")
     assert sorted(m.step for m in history) == [0, 1]
+
+
+@pytest.mark.parametrize("gnn", ["mlp", "gat", "gin"])
+def test_budget_mode_matches_the_parameter_count(gnn):
+    from mmgnn.models import count_parameters
+    from mmgnn.train.job import build_model, load_dataset, prepare
+
+    cfg = compose_cfg([f"gnn={gnn}", "budget=60000"])
+    model = build_model(cfg, prepare(cfg, load_dataset(cfg)))
+    assert abs(count_parameters(model) - 60_000) / 60_000 < 0.05
+    if gnn == "gat":
+        assert model.branches["text"].out_dim % cfg.gnn.conv.heads == 0

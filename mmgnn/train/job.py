@@ -20,7 +20,7 @@ from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pipeline import PreparedData, prepare_data
 from mmgnn.losses import MultimodalObjective
 from mmgnn.metrics import monitored_value
-from mmgnn.models import count_parameters
+from mmgnn.models import count_parameters, hidden_dim_for_budget
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
 from mmgnn.train.stages import Stage
 from mmgnn.train.trainer import EpochCallback, Trainer, choose_device, seed_everything
@@ -85,17 +85,30 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
 
 
 def build_model(cfg: DictConfig, data: PreparedData) -> torch.nn.Module:
-    """``MultimodalGNN`` from the model, gnn, skip and fusion groups."""
+    """``MultimodalGNN`` from the model, gnn, skip and fusion groups.
+
+    With ``budget`` set (GraphGym's budget mode), the branches' hidden size is chosen so that
+    the model has about ``budget`` trainable parameters (a multiple of the attention heads).
+    """
     dims = {m: d.dim for m, d in data.dataset.modalities.items()}
     classify = cfg.loss.fused == "classify" and data.dataset.labels is not None
-    return instantiate(
-        cfg.model,
-        modality_dims=dims,
-        num_classes=data.dataset.num_classes if classify else 0,
-        branch=instantiate(cfg.gnn),
-        skip=instantiate(cfg.skip),
-        fusion=instantiate(cfg.fusion),
-    )
+
+    def build(hidden_dim: int) -> torch.nn.Module:
+        return instantiate(
+            cfg.model,
+            modality_dims=dims,
+            num_classes=data.dataset.num_classes if classify else 0,
+            branch=instantiate(cfg.gnn, hidden_dim=hidden_dim),
+            skip=instantiate(cfg.skip),
+            fusion=instantiate(cfg.fusion),
+        )
+
+    hidden_dim = cfg.gnn.hidden_dim
+    if cfg.budget:
+        heads = OmegaConf.select(cfg.gnn, "conv.heads", default=1) or 1
+        hidden_dim = hidden_dim_for_budget(build, cfg.budget, low=heads, high=2048, multiple_of=heads)
+        log.info("budget %d parameters: gnn hidden size %d", cfg.budget, hidden_dim)
+    return build(hidden_dim)
 
 
 def build_objective(cfg: DictConfig) -> MultimodalObjective:
@@ -209,6 +222,7 @@ def run_job(
     n_test = max(1, len(outputs.index))
     complexity = {
         "params/total": float(n_params),
+        "params/gnn_hidden_dim": float(model.branches[model.modalities[0]].out_dim),
         **{f"params/trainable/{k}": float(v) for k, v in fit.trainable_per_stage.items()},
         "time/train_s": fit.seconds,
         "time/total_s": time.perf_counter() - t_start,
