@@ -51,7 +51,7 @@ class TrainedRun:
             cfg.model,
             modality_dims=meta["modality_dims"],
             num_classes=meta["num_classes"],
-            branch=instantiate(cfg.gnn),
+            branch=instantiate(cfg.gnn, hidden_dim=meta["gnn_hidden_dim"]),
             skip=instantiate(cfg.skip),
             fusion=instantiate(cfg.fusion),
         )

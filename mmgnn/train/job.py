@@ -167,6 +167,7 @@ def run_job(
     (run_dir / "model_meta.json").write_text(json.dumps({  # what mmgnn.inference rebuilds from
         "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
         "num_classes": model.classifier.out_features if model.classifier is not None else 0,
+        "gnn_hidden_dim": model.branches[model.modalities[0]].out_dim,  # budget mode sets it
     }))
     n_params = count_parameters(model)
     log.info("model: %d parameters (%s)", n_params, type(model).__name__)
