@@ -95,10 +95,11 @@ def load(group: str, name: str, **overrides):
     return cfg
 
 
-def build_model(gnn: str, skip: str, fusion: str, readout: str = "mean", **gnn_overrides) -> MultimodalGNN:
+def build_model(gnn: str, skip: str, fusion: str, readout: str = "mean", projection: str = "none",
+                **gnn_overrides) -> MultimodalGNN:
     """The model as the run builds it, from the YAML files, with tiny sizes."""
     return instantiate(
-        load("model", "default", embed_dim=EMBED, readout=readout),
+        load("model", "default", embed_dim=EMBED, readout=readout, projection=projection),
         modality_dims=DIMS,
         num_classes=CLASSES,
         branch=instantiate(load("gnn", gnn, hidden_dim=HIDDEN, **gnn_overrides)),
@@ -420,7 +421,7 @@ def test_skip_values(shape):
 def test_model_skip_projects_the_original_node_features():
     """At node level the head sees skip(branch(x), x), with x the ORIGINAL features."""
     torch.manual_seed(0)
-    model = build_model("gcn", "sum", "concat").eval()
+    model = build_model("gcn", "sum", "concat", projection="mlp").eval()
     batch = collate(range(N_ITEMS))
     graph = batch.graphs["audio"]
     x = graph.ndata["x"]
@@ -428,8 +429,19 @@ def test_model_skip_projects_the_original_node_features():
         h = model.branches["audio"](graph, x)
         tokens = model.heads["audio"](h + model.skips["audio"].proj(x))
         pooled = model.readouts["audio"](graph, tokens)
-        expected = torch.nn.functional.normalize(pooled, dim=-1) * batch.present[:, 2:3]
+        projected = model.projections["audio"](pooled)
+        expected = torch.nn.functional.normalize(projected, dim=-1) * batch.present[:, 2:3]
         torch.testing.assert_close(model(batch).embeddings["audio"], expected)
+        # Fusion reads the pooled vector, not the projection the contrastive loss shapes.
+        assert not torch.allclose(projected, pooled)
+    bare = instantiate(
+        load("model", "default", embed_dim=EMBED), modality_dims=DIMS,
+        branch=instantiate(load("gnn", "gcn", hidden_dim=HIDDEN)),
+        skip=instantiate(load("skip", "sum")), fusion=instantiate(load("fusion", "concat")),
+    )
+    assert isinstance(bare.projections["audio"], torch.nn.Identity)
+    with pytest.raises(Exception, match="projection must be one of"):  # Hydra wraps the ValueError
+        build_model("gcn", "sum", "concat", projection="deep")
 
 
 def test_pad_tokens_places_every_node_and_masks_the_rest():

@@ -45,6 +45,7 @@ OPTIONS = [
     [f"loss={l}"] for l in ("cosine", "infonce", "hardneg")
 ] + [
     ["train=joint"], ["graph=knn"], ["graph=full"], ["model.readout=attention", "gnn.norm=batch"],
+    ["model.projection=mlp", "model.readout=max"], ["model.projection=linear", "model.readout=sum"],
     ["fusion=xattn", "fusion.attend=all", "fusion.num_blocks=2"],
     ["loss=infonce", "loss.alignment.label_positives=true", "loss.alignment.queue_size=64"],
     ["loss=hardneg", "loss.fused=none"],

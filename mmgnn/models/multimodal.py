@@ -72,13 +72,28 @@ def pad_tokens(
     return tokens, mask
 
 
+PROJECTIONS = ("mlp", "linear", "none")
+
+
+def projection_head(kind: str, dim: int) -> nn.Module:
+    """The contrastive projection head ``[B, dim] -> [B, dim]`` (SimCLR's ``g``)."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+    if kind == "linear":
+        return nn.Linear(dim, dim)
+    return nn.Identity()
+
+
 class MultimodalGNN(nn.Module):
     """The multimodal model: one GNN branch per modality and a fusion metamodel.
 
     Per modality ``m`` with features ``x`` ``[N_m, d_m]``: ``h = branches[m](graph, x)``,
     ``h = skips[m](h, x)`` (node level), ``tokens = heads[m](h)`` (``Linear(skip.out_dim,
     embed_dim)`` per node), ``pooled = readouts[m](graph, tokens)`` ``[B, embed_dim]``, zeroed
-    where the item lacks ``m``; ``embeddings[m] = pooled / ||pooled||``. Then
+    where the item lacks ``m``; ``embeddings[m] = z / ||z||`` with ``z = projections[m](pooled)``
+    (a contrastive projection head, SimCLR, Chen et al. 2020: the alignment loss shapes ``z``,
+    while fusion reads ``pooled``, so aligning modalities does not erase what fusion needs;
+    ``projection="none"`` makes ``z = pooled``). Then
     ``fusion(tokens padded [B, L_m, embed_dim] + masks, pooled stacked [B, M, embed_dim],
     present) -> fused, gates`` and ``logits = classifier(fused)`` when ``num_classes > 0``.
 
@@ -95,9 +110,12 @@ class MultimodalGNN(nn.Module):
         fusion: ``fusion(num_modalities, dim)`` -> a fusion of :mod:`mmgnn.models.fusion`.
         readout: ``"mean"``, ``"max"``, ``"sum"`` or ``"attention"``.
         embed_dim: size ``D`` of tokens, pooled vectors and embeddings.
+        projection: contrastive head on the pooled vector: ``"mlp"`` (Linear-ReLU-Linear),
+            ``"linear"`` or ``"none"``.
         num_classes: classifier outputs; 0 = no classifier (``logits`` is ``None``).
 
-    Submodules: ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``, ``fusion``,
+    Submodules: ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``,
+    ``projections[m]``, ``fusion``,
     ``classifier`` (``None`` without classes).
     """
 
@@ -110,8 +128,11 @@ class MultimodalGNN(nn.Module):
         readout: str = "mean",
         embed_dim: int = 64,
         num_classes: int = 0,
+        projection: str = "none",
     ) -> None:
         super().__init__()
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
         self.modalities = tuple(modality_dims)
         self.embed_dim = embed_dim
         self.branches = nn.ModuleDict({m: branch(int(d)) for m, d in modality_dims.items()})
@@ -120,6 +141,9 @@ class MultimodalGNN(nn.Module):
         )
         self.heads = nn.ModuleDict({m: nn.Linear(self.skips[m].out_dim, embed_dim) for m in self.modalities})
         self.readouts = nn.ModuleDict({m: Readout(readout, embed_dim) for m in self.modalities})
+        self.projections = nn.ModuleDict(
+            {m: projection_head(projection, embed_dim) for m in self.modalities}
+        )
         self.fusion = fusion(len(self.modalities), embed_dim)
         self.classifier = nn.Linear(self.fusion.out_dim, num_classes) if num_classes > 0 else None
 
@@ -142,7 +166,14 @@ class MultimodalGNN(nn.Module):
         fused, gates = self.fusion(tokens, token_mask, stacked, present)
         return ModelOutput(
             modalities=self.modalities,
-            embeddings={m: F.normalize(pooled[i], dim=-1) for i, m in enumerate(self.modalities)},
+            embeddings={
+                m: torch.where(
+                    present[:, i : i + 1],
+                    F.normalize(self.projections[m](pooled[i]), dim=-1),
+                    torch.zeros_like(pooled[i]),
+                )
+                for i, m in enumerate(self.modalities)
+            },
             present=present,
             fused=fused,
             gates=gates,
