@@ -278,6 +278,8 @@ def format_results(
     table = direction.assign(pair=parts[0], metric=parts[1]).pivot(
         index="pair", columns="metric", values=0
     )
+    order = ["r1", "r5", "r10", "medr", "mean_rank", "map", "label_r1", "label_r5", "label_r10"]
+    table = table[[c for c in order if c in table] + [c for c in table if c not in order]]
     headline = pd.Series(test).filter(
         regex=r"^(retrieval/(r1|r5|r10|medr|mean_rank|map|rsum|mean_recall)|fused/(acc|macro_f1|map)"
         r"|worst_group/(retrieval/(mean_recall|map)|fused/acc))$"
