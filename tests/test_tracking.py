@@ -136,6 +136,14 @@ def test_a_failing_job_is_failed_in_mlflow_and_the_sweep_exits_non_zero(tmp_path
     assert "branches.nope" in failed.data.tags["mmgnn.error"]
     assert parents[0].info.status == "FAILED"
     assert parents[0].data.tags["mmgnn.jobs.failed"] == "1"
+    # The sweep's report counts and names the failed job.
+    from experiments.report import main as report
+
+    report(["--parent", parents[0].info.run_id, "--tracking-uri", uri, "--out",
+            str(tmp_path / "report")])
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "1 of 2 runs did not finish" in text
+    assert failed.info.run_name in (tmp_path / "report" / "failed.md").read_text()
 
 
 def free_port():
