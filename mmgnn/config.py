@@ -43,7 +43,9 @@ class GraphConfig:
     """``graph`` group: one builder per modality, ``default`` for the unlisted ones."""
 
     default: GraphBuilderConfig = field(default_factory=GraphBuilderConfig)
-    modalities: dict[str, GraphBuilderConfig] = field(default_factory=dict)
+    # modality -> builder fields; untyped so that `+graph.modalities.<m>.builder=chain` can add
+    # a modality (GraphSpec validates every entry with a clear error).
+    modalities: dict[str, Any] = field(default_factory=dict)
     self_loops: bool = False
 
 

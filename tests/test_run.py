@@ -86,6 +86,21 @@ def test_folder_dataset_trains_like_the_synthetic_one(tmp_path):
     assert np.isfinite(result.value)
 
 
+def test_folder_dataset_with_other_modality_names(tmp_path, caplog):
+    data = make_synthetic(n_items=90, seed=2)
+    data.modalities = {new: data.modalities[old] for new, old in
+                       (("lyrics", "text"), ("cover", "image"), ("melody", "audio"))}
+    for new, m in data.modalities.items():
+        m.name = new
+    write_folder(data, tmp_path / "ds")
+    cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}", "train.stages.0.freeze=[]",
+                       "+graph.modalities.lyrics.builder=chain"])
+    result = run_job(cfg, tmp_path / "run")
+    assert np.isfinite(result.value)
+    assert "which this dataset does not have" in caplog.text
+    assert any(k.startswith("test/lyrics_to_cover/") for k in result.test_metrics)
+
+
 def test_structured_config_rejects_typos_and_wrong_types():
     with pytest.raises(Exception, match="epochs"):
         compose_cfg(["train.stages.0.epochs=abc"])

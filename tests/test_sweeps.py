@@ -103,3 +103,4 @@ def test_design_of_full_sampled_fits_one_machine():
               "fusion": "concat,gated,xattn,lowrank".split(","), "loss": "cosine,infonce,hardneg".split(",")}
     design = controlled_design(levels, list(levels), num_base=1, seed=0)
     assert len(design) <= 16 < len(list(itertools.product(*levels.values())))
+    assert len(controlled_design(levels, list(levels), num_base=2, seed=0)) == 28

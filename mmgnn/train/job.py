@@ -73,7 +73,16 @@ def load_dataset(cfg: DictConfig) -> MultimodalDataset:
 def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
     """Subsample (debug), standardise and build the graphs the config asks for."""
     graph = OmegaConf.to_container(cfg.graph, resolve=True)
-    specs = graph_specs_from_config(dataset.modality_names, graph["default"], graph["modalities"])
+    listed = graph["modalities"]
+    absent = sorted(set(listed) - set(dataset.modality_names))
+    if absent:  # the default graph config names the synthetic modalities
+        log.warning(
+            "graph.modalities lists %s, which this dataset does not have (it has %s): ignored; "
+            "modalities not listed use graph.default (%s)",
+            absent, list(dataset.modality_names), graph["default"],
+        )
+    per_modality = {m: v for m, v in listed.items() if m in dataset.modality_names}
+    specs = graph_specs_from_config(dataset.modality_names, graph["default"], per_modality)
     return prepare_data(
         dataset,
         specs,
