@@ -101,6 +101,21 @@ def test_folder_dataset_with_other_modality_names(tmp_path, caplog):
     assert any(k.startswith("test/lyrics_to_cover/") for k in result.test_metrics)
 
 
+def test_folder_dataset_with_given_edges(tmp_path):
+    from mmgnn.data.graphs import GraphSpec, chain
+
+    data = make_synthetic(n_items=90, seed=5)
+    text = data.modalities["text"]
+    src, dst, edge_ptr = chain(text, GraphSpec("chain", window=1))
+    text.edge_index = np.stack([src.numpy(), dst.numpy()])
+    text.edge_ptr = edge_ptr.numpy()
+    write_folder(data, tmp_path / "ds")
+    cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}",
+                       "data.modalities=[text,image,audio]", "graph.modalities.text.builder=given"])
+    result = run_job(cfg, tmp_path / "run")
+    assert np.isfinite(result.value)
+
+
 def test_structured_config_rejects_typos_and_wrong_types():
     with pytest.raises(Exception, match="epochs"):
         compose_cfg(["train.stages.0.epochs=abc"])
