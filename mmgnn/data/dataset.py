@@ -12,6 +12,21 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
+# What corresponds across modalities (data.pairing): the same item, or any same-label item.
+PAIRINGS = ("item", "label")
+
+
+def csr_take(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gather the CSR ranges of ``rows`` (int64 ``[n]``, in the given order).
+
+    Returns the positions of their entries (``[sum of lengths]``) and the ptr of the gathered
+    layout (``[n + 1]``). The torch counterpart for batching is ``batch.csr_positions``.
+    """
+    start = ptr[rows]
+    lengths = ptr[rows + 1] - start
+    new_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.arange(new_ptr[-1], dtype=np.int64) - np.repeat(new_ptr[:-1], lengths)
+    return flat + np.repeat(start, lengths), new_ptr
 
 
 @dataclass

@@ -9,17 +9,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mmgnn.data.dataset import MultimodalDataset
+from mmgnn.data.dataset import MultimodalDataset, csr_take
 
 STD_FLOOR = 1e-6
-
-
-def node_rows(ptr: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """int64 node rows ``[sum of counts]`` of ``items`` in CSR layout ``ptr`` (items in the given order)."""
-    starts, ends = ptr[items], ptr[items + 1]
-    counts = ends - starts
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return offsets + np.arange(int(counts.sum()), dtype=np.int64)
 
 
 @dataclass
@@ -50,7 +42,7 @@ class Standardizer:
         rows = rows.astype(np.int64)
         state = {}
         for name, modality in dataset.modalities.items():
-            nodes = node_rows(modality.ptr, rows)
+            nodes, _ = csr_take(modality.ptr, rows)
             if len(nodes) == 0:
                 raise ValueError(
                     f"cannot fit the standardizer: modality {name!r} has no nodes in the "

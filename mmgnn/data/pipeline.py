@@ -10,18 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmgnn.data.batch import MultimodalCollator
-from mmgnn.data.dataset import SPLITS, ModalityData, MultimodalDataset
+from mmgnn.data.dataset import SPLITS, ModalityData, MultimodalDataset, csr_take
 from mmgnn.data.graphs import GraphSpec, ModalityGraphs, build_graphs, graph_summary
 from mmgnn.data.normalize import Standardizer
-
-
-def _csr_take(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the CSR ranges of ``rows`` and the new ptr ``[len(rows) + 1]``."""
-    start, stop = ptr[rows], ptr[rows + 1]
-    lengths = stop - start
-    new_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.arange(new_ptr[-1], dtype=np.int64) - np.repeat(new_ptr[:-1], lengths)
-    return flat + np.repeat(start, lengths), new_ptr
 
 
 def subset_dataset(dataset: MultimodalDataset, rows: np.ndarray) -> MultimodalDataset:
@@ -29,10 +20,10 @@ def subset_dataset(dataset: MultimodalDataset, rows: np.ndarray) -> MultimodalDa
     rows = np.asarray(rows, dtype=np.int64)
     modalities = {}
     for name, m in dataset.modalities.items():
-        node_pos, ptr = _csr_take(m.ptr, rows)
+        node_pos, ptr = csr_take(m.ptr, rows)
         edge_index = edge_ptr = None
         if m.edge_index is not None:
-            edge_pos, edge_ptr = _csr_take(m.edge_ptr, rows)
+            edge_pos, edge_ptr = csr_take(m.edge_ptr, rows)
             edge_index = m.edge_index[:, edge_pos]
         modalities[name] = ModalityData(
             name=name,

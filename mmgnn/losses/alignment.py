@@ -32,9 +32,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from mmgnn.data.dataset import PAIRINGS  # noqa: E402
 from mmgnn.losses.queue import EmbeddingQueue  # noqa: E402
 
-PAIRINGS = ("item", "label")
 MAX_LOGIT_SCALE = math.log(100.0)
 
 

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from mmgnn.data.dataset import PAIRINGS
+
 from mmgnn.metrics.classification import accuracy, macro_f1, predictions
 from mmgnn.metrics.retrieval import (
     average_precision,
@@ -46,7 +48,6 @@ from mmgnn.metrics.retrieval import (
     to_numpy,
 )
 
-PAIRINGS = ("item", "label")
 LOWER_IS_BETTER = ("medr", "mean_rank")
 MONITORED = {"item": "retrieval/mean_recall", "label": "retrieval/map"}
 

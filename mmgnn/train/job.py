@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mmgnn.config import check_targets
-from mmgnn.data.dataset import MultimodalDataset
+from mmgnn.data.dataset import PAIRINGS, MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pipeline import PreparedData, prepare_data
 from mmgnn.losses import MultimodalObjective
@@ -27,7 +27,6 @@ from mmgnn.train.trainer import EpochCallback, Trainer, choose_device, seed_ever
 
 log = logging.getLogger(__name__)
 
-PAIRINGS = ("item", "label")
 
 
 @dataclass
