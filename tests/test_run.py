@@ -50,6 +50,7 @@ OPTIONS = [
     ["loss=infonce", "loss.alignment.label_positives=true", "loss.alignment.queue_size=64"],
     ["loss=hardneg", "loss.fused=none"],
     ["data.pairing=label"],
+    ["data.standardize=false", "graph.self_loops=true"],
 ]
 
 
@@ -69,7 +70,10 @@ def test_every_option_runs_end_to_end(overrides, tmp_path):
     else:
         assert "test/fused/acc" not in metrics
     assert (tmp_path / "checkpoints" / "best.pt").exists()
-    assert (tmp_path / "standardizer.npz").exists()
+    if cfg.data.standardize:
+        assert (tmp_path / "standardizer.npz").exists()
+    else:
+        assert not (tmp_path / "standardizer.npz").exists()
 
 
 def test_same_config_and_seed_give_the_same_metrics(tmp_path):
@@ -206,3 +210,19 @@ def test_budget_mode_matches_the_parameter_count(gnn):
     assert abs(count_parameters(model) - 60_000) / 60_000 < 0.05
     if gnn == "gat":
         assert model.branches["text"].out_dim % cfg.gnn.conv.heads == 0
+
+
+def test_tracking_options_name_and_checkpoint(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli([*TINY[:-1], f"tracking.uri={uri}", "tracking.experiment=opts",
+                    "tracking.run_name=my-run", "tracking.log_checkpoint=false",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("opts").experiment_id])
+    assert run.info.run_name == "my-run" and run.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "test_metrics.json" in artifacts and "checkpoints" not in artifacts
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()  # kept locally all the same

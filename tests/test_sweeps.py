@@ -96,6 +96,12 @@ def test_interrupted_job_ends_killed_and_error_ends_failed(tmp_path):
         assert run.info.status == status
         assert run.data.tags["mmgnn.status"] == status.lower()
     assert job.finished_run() is None  # neither counts as done for a resumed sweep
+    done = MLflowJobRun(cfg, tmp_path / "done", {"gnn": "gat"}, ["seed=0"])
+    with done:
+        pass
+    assert done.finished_run().info.run_id == done.run_id
+    cfg.tracking.skip_finished = False
+    assert MLflowJobRun(cfg, tmp_path / "again", {"gnn": "gat"}, ["seed=0"]).finished_run() is None
 
 
 def test_design_of_full_sampled_fits_one_machine():

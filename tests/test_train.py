@@ -163,3 +163,15 @@ def test_modality_dropout_keeps_one_modality_per_item():
 def test_trainer_rejects_stage_naming_unknown_module(data, tmp_path):
     with pytest.raises(ValueError, match="branches.lyrics.*modules: .*branches.text"):
         make_trainer(data, tmp_path, [Stage("w", 1, freeze=["branches.lyrics"])])
+
+
+def test_explicit_monitor_and_min_delta(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, [Stage("joint", 3)], monitor="fused/acc",
+                           min_delta=10.0, patience=2)
+    result = trainer.fit()
+    assert result.monitor == "val/fused/acc"
+    assert result.best_epoch == 0  # nothing beats the first epoch by 10
+    assert result.stopped_early and result.epochs_run == 3
+    assert result.best_value == result.history[0]["val/fused/acc"]
+    with pytest.raises(KeyError, match="not a validation metric"):
+        make_trainer(data, tmp_path / "x", [Stage("joint", 1)], monitor="val/nope").fit()
