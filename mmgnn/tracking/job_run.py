@@ -225,23 +225,23 @@ class MLflowJobRun:
         retry_locked(self.client.log_batch, self.run_id, tags=tags)
         self._log_artifacts(result)
 
+    def _log_file(self, path: Path, where: str | None = None) -> None:
+        retry_locked(self.client.log_artifact, self.run_id, str(path), where)
+
     def _log_artifacts(self, result) -> None:
-        log_file = lambda path, where=None: retry_locked(  # noqa: E731
-            self.client.log_artifact, self.run_id, str(path), where
-        )
-        log_file(self.run_dir / "config.yaml")
+        self._log_file(self.run_dir / "config.yaml")
         hydra_dir = self.run_dir / ".hydra"
         if hydra_dir.is_dir():
             retry_locked(self.client.log_artifacts, self.run_id, str(hydra_dir), "hydra")
         for name, path in result.files.items():
             if Path(path).exists() and (name != "best_checkpoint" or self.cfg.tracking.log_checkpoint):
-                log_file(path, "checkpoints" if name == "best_checkpoint" else None)
+                self._log_file(path, "checkpoints" if name == "best_checkpoint" else None)
         standardizer = self.run_dir / "standardizer.npz"
         if standardizer.exists():
-            log_file(standardizer)
+            self._log_file(standardizer)
         if self.cfg.tracking.log_plots and result.history:
             for path in self._plots(result):
-                log_file(path, "plots")
+                self._log_file(path, "plots")
 
     def _plots(self, result) -> list[Path]:
         folder = self.run_dir / "plots"
