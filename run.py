@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 # Launchers that start fresh interpreters (submitit locally or on SLURM) must import mmgnn
 # and our Hydra plugins from wherever they run: put the project root on their path.
 ROOT = str(Path(__file__).resolve().parent)
@@ -17,10 +16,10 @@ if ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-from mmgnn.config import register_configs  # noqa: E402
+from mmgnn.config import register_configs
 
 register_configs()
 

@@ -25,16 +25,15 @@ import statistics
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import dgl
+import numpy as np
+import pandas as pd
+import torch
 
-from mmgnn.data.batch import MultimodalCollator  # noqa: E402
-from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
-from mmgnn.data.graphs import (  # noqa: E402
+from mmgnn.data.batch import MultimodalCollator
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.graphs import (
     BUILDERS,
     GraphSpec,
     build_graphs,

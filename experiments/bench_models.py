@@ -24,19 +24,18 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import dgl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from mmgnn.data.batch import MultimodalBatch, MultimodalCollator  # noqa: E402
-from mmgnn.data.graphs import GraphSpec, build_graphs  # noqa: E402
-from mmgnn.data.synthetic import make_synthetic  # noqa: E402
-from mmgnn.models import MultimodalGNN, count_parameters  # noqa: E402
+from mmgnn.data.batch import MultimodalBatch, MultimodalCollator
+from mmgnn.data.graphs import GraphSpec, build_graphs
+from mmgnn.data.synthetic import make_synthetic
+from mmgnn.models import MultimodalGNN, count_parameters
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GNNS = ("gcn", "sage", "gat", "gatv2", "gin", "mlp")

@@ -26,7 +26,6 @@ VARIANTS = [("gnn", g) for g in ("gcn", "sage", "gat", "gatv2", "gin", "mlp")] +
 
 def measure(group: str, option: str, n_items: int, batches: int, threads: int) -> dict:
     """One variant at one size, in the calling (fresh) process."""
-    os.environ.setdefault("DGLBACKEND", "pytorch")
     import torch
     from hydra import compose, initialize_config_dir
 

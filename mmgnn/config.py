@@ -9,9 +9,11 @@ against their constructors' signatures and annotations by :func:`check_targets` 
 from __future__ import annotations
 
 import inspect
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -183,3 +185,33 @@ def check_targets(node: Any, path: str) -> None:
                 f"{path}.{key}={value!r}: {node._target_} expects "
                 f"{getattr(hints[str(key)], '__name__', hints[str(key)])}"
             )
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# Extra config folders (os.pathsep-separated) searched after conf/: a plugin or a test adds
+# options to any group (e.g. <dir>/gnn/mygnn.yaml) without editing this project.
+EXTRA_CONF_ENV = "MMGNN_CONFIG_PATH"
+
+
+def config_search_path() -> list[str]:
+    """``conf/`` then the folders in ``$MMGNN_CONFIG_PATH``, as Hydra ``file://`` paths."""
+    extra = [p for p in os.environ.get(EXTRA_CONF_ENV, "").split(os.pathsep) if p]
+    return [f"file://{CONF_DIR}"] + [f"file://{Path(p).resolve()}" for p in extra]
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (``gnn`` -> ``['gat', 'gatv2', 'gcn', ...]``), sorted.
+
+    Read by Hydra's own config repository from ``conf/`` and ``$MMGNN_CONFIG_PATH``, so the
+    tests, benchmarks and presets that cover "every gnn / fusion / ..." pick up a new option
+    (one class + one YAML) without a list to edit. The schema entries are left out.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import ConfigSearchPath
+
+    search_path: ConfigSearchPath = create_config_search_path(None)
+    for path in config_search_path():
+        search_path.append("mmgnn", path)
+    loader = ConfigLoaderImpl(config_search_path=search_path)
+    return sorted(o for o in loader.get_group_options(group) if o != "schema")

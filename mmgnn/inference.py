@@ -14,18 +14,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.data.dataset import MultimodalDataset  # noqa: E402
-from mmgnn.data.graphs import graph_specs_from_config  # noqa: E402
-from mmgnn.data.normalize import Standardizer  # noqa: E402
-from mmgnn.data.pipeline import prepare_data  # noqa: E402
-from mmgnn.train.evaluation import SplitOutputs, collect_outputs  # noqa: E402
+from mmgnn.data.dataset import MultimodalDataset
+from mmgnn.data.graphs import graph_specs_from_config
+from mmgnn.data.normalize import Standardizer
+from mmgnn.data.pipeline import prepare_data
+from mmgnn.train.evaluation import SplitOutputs, collect_outputs
 
 META_FILE = "model_meta.json"
 

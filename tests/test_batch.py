@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import dgl
+import numpy as np
+import pytest
+import torch
 
-from mmgnn.data.batch import MultimodalBatch, MultimodalCollator, batch_modality  # noqa: E402
-from mmgnn.data.graphs import ModalityGraphs  # noqa: E402
+from mmgnn.data.batch import MultimodalBatch, MultimodalCollator, batch_modality
+from mmgnn.data.graphs import ModalityGraphs
 
 
 def hand_graphs(name, node_counts, edge_lists, dim, with_pos, seed) -> ModalityGraphs:

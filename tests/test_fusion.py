@@ -8,13 +8,12 @@ from __future__ import annotations
 import itertools
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from mmgnn.models import count_parameters  # noqa: E402
-from mmgnn.models.fusion import (  # noqa: E402
+from mmgnn.models import count_parameters
+from mmgnn.models.fusion import (
     ConcatFusion,
     CrossAttentionFusion,
     CrossModalBlock,

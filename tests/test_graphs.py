@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import dgl
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
-from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
-from mmgnn.data.graphs import (  # noqa: E402
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.graphs import (
     BUILDERS,
     GraphSpec,
     ModalityGraphs,

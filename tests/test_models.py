@@ -11,17 +11,16 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import dgl
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from mmgnn.data.batch import MultimodalBatch, MultimodalCollator  # noqa: E402
-from mmgnn.data.graphs import ModalityGraphs  # noqa: E402
-from mmgnn.models import (  # noqa: E402
+from mmgnn.data.batch import MultimodalBatch, MultimodalCollator
+from mmgnn.data.graphs import ModalityGraphs
+from mmgnn.models import (
     GNNBranch,
     ModalitySkip,
     MultimodalGNN,
@@ -30,7 +29,7 @@ from mmgnn.models import (  # noqa: E402
     hidden_dim_for_budget,
     pad_tokens,
 )
-from mmgnn.models.convs import GATLayer, GATv2Layer, GINLayer, LinearLayer, SAGELayer  # noqa: E402
+from mmgnn.models.convs import GATLayer, GATv2Layer, GINLayer, LinearLayer, SAGELayer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GNNS = ("gcn", "sage", "gat", "gatv2", "gin", "mlp")

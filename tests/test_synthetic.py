@@ -15,19 +15,18 @@ Classes are read per group (one probe per culture) because a group inverts one c
 """
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
-from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
-from mmgnn.data.synthetic import culture_flips, make_synthetic, shown_bits  # noqa: E402
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.synthetic import culture_flips, make_synthetic, shown_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("text", "image", "audio")
@@ -305,7 +304,7 @@ def test_invalid_arguments_raise(kwargs):
 def test_cli_writes_a_dataset_folder(tmp_path):
     folder_module = pytest.importorskip("mmgnn.data.folder")
     out = tmp_path / "synthetic"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DGLBACKEND": "pytorch"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["--out", str(out), "--n-items", "90", "--seed", "7", "--missing-fraction", "0.2"]
     subprocess.run(
         [sys.executable, "-m", "mmgnn.data.synthetic", *args],

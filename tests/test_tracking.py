@@ -68,7 +68,7 @@ def test_retry_locked_retries_only_on_a_locked_database():
 
 
 def sweep(tmp_path, uri, *extra, name="sweep", check=True):
-    env = dict(os.environ, DGLBACKEND="pytorch")
+    env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "-m", *TINY, f"tracking.uri={uri}",
          "tracking.experiment=test", f"hydra.sweep.dir={tmp_path / name}", *extra],

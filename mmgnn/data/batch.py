@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import torch  # noqa: E402
+import dgl
+import torch
 
-from mmgnn.data.graphs import ModalityGraphs  # noqa: E402
+from mmgnn.data.graphs import ModalityGraphs
 
 
 @dataclass

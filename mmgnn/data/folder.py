@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
 from pathlib import Path
 from typing import NoReturn, Sequence

@@ -25,14 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import dgl
+import numpy as np
+import pandas as pd
+import torch
 
-from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
 
 Edges = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """``(src, dst, edge_ptr)``: int64 ``[E]`` local source ids, int64 ``[E]`` local destination

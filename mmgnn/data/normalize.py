@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
 from dataclasses import dataclass, replace
 

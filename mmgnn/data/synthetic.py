@@ -50,13 +50,12 @@ import argparse
 import os
 from dataclasses import dataclass
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from mmgnn.data.dataset import ModalityData, MultimodalDataset  # noqa: E402
-from mmgnn.data.splits import stratified_split  # noqa: E402
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.splits import stratified_split
 
 IDENTITY_DIM = 8
 PROTOTYPE_SCALE = 2.5

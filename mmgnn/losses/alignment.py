@@ -26,14 +26,13 @@ import math
 import os
 from abc import ABC, abstractmethod
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from mmgnn.data.dataset import PAIRINGS  # noqa: E402
-from mmgnn.losses.queue import EmbeddingQueue  # noqa: E402
+from mmgnn.data.dataset import PAIRINGS
+from mmgnn.losses.queue import EmbeddingQueue
 
 MAX_LOGIT_SCALE = math.log(100.0)
 

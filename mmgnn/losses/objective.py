@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 FUSED_OBJECTIVES = ("classify", "none")
 

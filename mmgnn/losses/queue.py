@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import torch  # noqa: E402
+import torch
 
 
 class EmbeddingQueue:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import dgl
+import torch
+from torch import nn
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,

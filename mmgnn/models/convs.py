@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import torch  # noqa: E402
-from dgl.nn import GATConv, GATv2Conv, GINConv, GraphConv, SAGEConv  # noqa: E402
-from torch import nn  # noqa: E402
+import dgl
+import torch
+from dgl.nn import GATConv, GATv2Conv, GINConv, GraphConv, SAGEConv
+from torch import nn
 
 SAGE_AGGREGATORS = ("mean", "gcn", "pool", "lstm")
 GIN_AGGREGATORS = ("sum", "max", "mean")

@@ -5,17 +5,16 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import dgl
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from mmgnn.data.batch import MultimodalBatch  # noqa: E402
-from mmgnn.models.branch import GNNBranch  # noqa: E402
-from mmgnn.models.readout import Readout  # noqa: E402
-from mmgnn.models.skip import ModalitySkip  # noqa: E402
+from mmgnn.data.batch import MultimodalBatch
+from mmgnn.models.branch import GNNBranch
+from mmgnn.models.readout import Readout
+from mmgnn.models.skip import ModalitySkip
 
 
 @dataclass

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
-import dgl  # noqa: E402
-import torch  # noqa: E402
-from dgl.nn import GlobalAttentionPooling  # noqa: E402
-from torch import nn  # noqa: E402
+import dgl
+import torch
+from dgl.nn import GlobalAttentionPooling
+from torch import nn
 
 READOUTS = ("mean", "max", "sum", "attention")
 
