@@ -65,10 +65,13 @@ def csr_positions(ptr: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor,
     return flat, lengths
 
 
-def batch_modality(graphs: ModalityGraphs, index: torch.Tensor) -> dgl.DGLGraph:
+def batch_modality(
+    graphs: ModalityGraphs, index: torch.Tensor, pe: torch.Tensor | None = None
+) -> dgl.DGLGraph:
     """One batched DGLGraph of the items ``index`` (int64 ``[B]``), built without Python loops.
 
-    Node features are ``ndata["x"]`` (and ``ndata["pos"]`` when positions exist).
+    Node features are ``ndata["x"]`` (and ``ndata["pos"]`` when positions exist, and
+    ``ndata["pe"]`` from ``pe`` float ``[total_nodes, raw_dim]``, the node encodings).
     """
     node_pos, n_nodes = csr_positions(graphs.ptr, index)
     edge_pos, n_edges = csr_positions(graphs.edge_ptr, index)
@@ -83,6 +86,8 @@ def batch_modality(graphs: ModalityGraphs, index: torch.Tensor) -> dgl.DGLGraph:
     g.ndata["x"] = graphs.x[node_pos]
     if graphs.pos is not None:
         g.ndata["pos"] = graphs.pos[node_pos]
+    if pe is not None:
+        g.ndata["pe"] = pe[node_pos]
     return g
 
 
@@ -93,6 +98,7 @@ class MultimodalCollator:
         graphs: modality -> :class:`ModalityGraphs` (the dataset's cached graphs).
         labels: int64 ``[n_items]`` or ``None``.
         groups: int64 ``[n_items]``.
+        pe: modality -> float ``[total_nodes, raw_dim]`` node encodings (``PreparedData.pe``).
     """
 
     def __init__(
@@ -100,8 +106,10 @@ class MultimodalCollator:
         graphs: dict[str, ModalityGraphs],
         labels: torch.Tensor | None,
         groups: torch.Tensor,
+        pe: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.graphs = graphs
+        self.pe = dict(pe or {})
         self.modalities = tuple(graphs)
         self.labels = labels
         self.groups = groups
@@ -112,7 +120,7 @@ class MultimodalCollator:
     def __call__(self, rows: list[int] | torch.Tensor) -> MultimodalBatch:
         index = torch.as_tensor(rows, dtype=torch.int64)
         return MultimodalBatch(
-            graphs={m: batch_modality(g, index) for m, g in self.graphs.items()},
+            graphs={m: batch_modality(g, index, self.pe.get(m)) for m, g in self.graphs.items()},
             present=self._present[index],
             modalities=self.modalities,
             labels=None if self.labels is None else self.labels[index],

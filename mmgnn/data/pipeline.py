@@ -1,8 +1,9 @@
-"""From a loaded dataset to batches: subsample, standardise, build graphs, make loaders."""
+"""From a loaded dataset to batches: subsample, standardise, build graphs and node encodings,
+make loaders."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from mmgnn.data.batch import MultimodalCollator
 from mmgnn.data.dataset import SPLITS, ModalityData, MultimodalDataset, csr_take
 from mmgnn.data.graphs import GraphSpec, ModalityGraphs, build_graphs, graph_summary
 from mmgnn.data.normalize import Standardizer
+from mmgnn.data.pe import Encoding, compute_encoding
 
 
 def subset_dataset(dataset: MultimodalDataset, rows: np.ndarray) -> MultimodalDataset:
@@ -65,7 +67,11 @@ class PreparedData:
         graphs: modality -> :class:`ModalityGraphs`.
         standardizer: the train-split statistics, or ``None`` when standardisation is off.
         collator: the ``collate_fn`` that turns row indices into a ``MultimodalBatch``.
-        timings: seconds spent per preparation phase (``standardize``, ``graphs``).
+        timings: seconds spent per preparation phase (``standardize``, ``graphs``, ``pe``).
+        encodings: modality -> encoding (:mod:`mmgnn.data.pe`) for the modalities that have
+            one (kind other than ``none``).
+        pe: modality -> float32 ``[total_nodes, raw_dim]`` raw encodings, batched as
+            ``ndata["pe"]``.
     """
 
     dataset: MultimodalDataset
@@ -74,6 +80,13 @@ class PreparedData:
     collator: MultimodalCollator
     specs: dict[str, GraphSpec]
     timings: dict[str, float]
+    encodings: dict[str, Encoding] = field(default_factory=dict)
+    pe: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def pe_dims(self) -> dict[str, int]:
+        """modality -> raw encoding columns (what ``MultimodalGNN(pe_dims=)`` takes)."""
+        return {m: int(v.shape[1]) for m, v in self.pe.items()}
 
     def loader(
         self,
@@ -108,8 +121,10 @@ def prepare_data(
     standardize: bool = True,
     max_items: int | None = None,
     seed: int = 0,
+    encodings: dict[str, Encoding] | None = None,
 ) -> PreparedData:
-    """Subsample (``max_items``), standardise with train statistics, build every graph."""
+    """Subsample (``max_items``), standardise with train statistics, build every graph and
+    the node encodings (``encodings``: modality -> encoding; kind ``none`` or absent: none)."""
     if max_items is not None and max_items < dataset.n_items:
         dataset = subset_dataset(dataset, sample_per_split(dataset, max_items, seed))
     timings: dict[str, float] = {}
@@ -122,6 +137,11 @@ def prepare_data(
     t0 = time.perf_counter()
     graphs = build_graphs(dataset, specs, self_loops=self_loops)
     timings["graphs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    graph_key = (dataset.fingerprint(), tuple((m, specs[m]) for m in dataset.modality_names), bool(self_loops))
+    encodings = {m: e for m, e in (encodings or {}).items() if e.kind != "none"}
+    pe = {m: compute_encoding(graphs[m], e, graph_key) for m, e in encodings.items()}
+    timings["pe"] = time.perf_counter() - t0
     labels = None if dataset.labels is None else torch.as_tensor(dataset.labels)
-    collator = MultimodalCollator(graphs, labels, torch.as_tensor(dataset.groups))
-    return PreparedData(dataset, graphs, standardizer, collator, specs, timings)
+    collator = MultimodalCollator(graphs, labels, torch.as_tensor(dataset.groups), pe)
+    return PreparedData(dataset, graphs, standardizer, collator, specs, timings, encodings, pe)

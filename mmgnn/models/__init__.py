@@ -1,12 +1,11 @@
 """Models: GNN branches, skips, readouts, fusion metamodels and the assembled MultimodalGNN."""
-import os
-
 
 from mmgnn.models import convs, fusion
 from mmgnn.models.branch import ConvBlock, GNNBranch
 from mmgnn.models.budget import hidden_dim_for_budget
 from mmgnn.models.multimodal import ModelOutput, MultimodalGNN, count_parameters, pad_tokens
-from mmgnn.models.readout import Readout
+from mmgnn.models.encoding import NodeEncoder
+from mmgnn.models.readout import QueryReadout, Readout
 from mmgnn.models.skip import ModalitySkip
 
 __all__ = [
@@ -14,6 +13,8 @@ __all__ = [
     "GNNBranch",
     "ModalitySkip",
     "ModelOutput",
+    "NodeEncoder",
+    "QueryReadout",
     "MultimodalGNN",
     "Readout",
     "convs",

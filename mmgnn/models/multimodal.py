@@ -1,7 +1,6 @@
 """MultimodalGNN: branches -> skips -> projection heads -> readout -> fusion -> classifier."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -12,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgnn.data.batch import MultimodalBatch
+from mmgnn.data.pe import Encoding
 from mmgnn.models.branch import GNNBranch
+from mmgnn.models.encoding import NodeEncoder
 from mmgnn.models.readout import Readout
 from mmgnn.models.skip import ModalitySkip
 
@@ -86,9 +87,12 @@ def projection_head(kind: str, dim: int) -> nn.Module:
 class MultimodalGNN(nn.Module):
     """The multimodal model: one GNN branch per modality and a fusion metamodel.
 
-    Per modality ``m`` with features ``x`` ``[N_m, d_m]``: ``h = branches[m](graph, x)``,
+    Per modality ``m`` with features ``x`` ``[N_m, d_m]`` and, when it has an encoding
+    (``mmgnn.data.pe``, ``graph.ndata["pe"]``), ``f = encoders[m].features(pe)`` and
+    ``x = encoders[m].inputs(x, f)`` (concatenated or added): ``h = branches[m](graph, x)``,
     ``h = skips[m](h, x)`` (node level), ``tokens = heads[m](h)`` (``Linear(skip.out_dim,
-    embed_dim)`` per node), ``pooled = readouts[m](graph, tokens)`` ``[B, embed_dim]``, zeroed
+    embed_dim)`` per node, plus ``encoders[m].tokens(f)`` with an encoding, so readout and
+    cross-attention fusion see where each token sits), ``pooled = readouts[m](graph, tokens)`` ``[B, embed_dim]``, zeroed
     where the item lacks ``m``; ``embeddings[m] = z / ||z||`` with ``z = projections[m](pooled)``
     (a contrastive projection head, SimCLR, Chen et al. 2020: the alignment loss shapes ``z``,
     while fusion reads ``pooled``, so aligning modalities does not erase what fusion needs;
@@ -107,13 +111,18 @@ class MultimodalGNN(nn.Module):
         skip: ``skip(in_dim=, branch_dim=) -> ModalitySkip`` (e.g. ``instantiate(cfg.skip)``;
             called with keywords).
         fusion: ``fusion(num_modalities, dim)`` -> a fusion of :mod:`mmgnn.models.fusion`.
-        readout: ``"mean"``, ``"max"``, ``"sum"`` or ``"attention"``.
+        readout: ``"mean"``, ``"max"``, ``"sum"``, ``"attention"`` or ``"query"``.
+        readout_queries: learned queries of the ``"query"`` readout.
         embed_dim: size ``D`` of tokens, pooled vectors and embeddings.
         projection: contrastive head on the pooled vector: ``"mlp"`` (Linear-ReLU-Linear),
             ``"linear"`` or ``"none"``.
         num_classes: classifier outputs; 0 = no classifier (``logits`` is ``None``).
+        encodings: modality -> encoding of :mod:`mmgnn.data.pe` (``None`` or kind ``none``:
+            the modality has none).
+        pe_dims: modality -> raw encoding columns (``PreparedData.pe_dims``).
+        pe_combine: ``"concat"`` or ``"add"`` (see :class:`NodeEncoder`).
 
-    Submodules: ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``,
+    Submodules: ``encoders[m]`` (modalities with an encoding), ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``,
     ``projections[m]``, ``fusion``,
     ``classifier`` (``None`` without classes).
     """
@@ -128,18 +137,28 @@ class MultimodalGNN(nn.Module):
         embed_dim: int = 64,
         num_classes: int = 0,
         projection: str = "none",
+        readout_queries: int = 8,
+        encodings: Mapping[str, Encoding] | None = None,
+        pe_dims: Mapping[str, int] | None = None,
+        pe_combine: str = "concat",
     ) -> None:
         super().__init__()
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
         self.modalities = tuple(modality_dims)
         self.embed_dim = embed_dim
-        self.branches = nn.ModuleDict({m: branch(int(d)) for m, d in modality_dims.items()})
+        encoded = {m: e for m, e in (encodings or {}).items() if e.kind != "none"}
+        self.encoders = nn.ModuleDict(
+            {m: NodeEncoder(e, (pe_dims or {}).get(m, 0), int(modality_dims[m]), embed_dim, pe_combine)
+             for m, e in encoded.items()}
+        )
+        dims = {m: self.encoders[m].out_dim if m in self.encoders else int(d) for m, d in modality_dims.items()}
+        self.branches = nn.ModuleDict({m: branch(d) for m, d in dims.items()})
         self.skips = nn.ModuleDict(
-            {m: skip(in_dim=int(d), branch_dim=self.branches[m].out_dim) for m, d in modality_dims.items()}
+            {m: skip(in_dim=d, branch_dim=self.branches[m].out_dim) for m, d in dims.items()}
         )
         self.heads = nn.ModuleDict({m: nn.Linear(self.skips[m].out_dim, embed_dim) for m in self.modalities})
-        self.readouts = nn.ModuleDict({m: Readout(readout, embed_dim) for m in self.modalities})
+        self.readouts = nn.ModuleDict({m: Readout(readout, embed_dim, readout_queries) for m in self.modalities})
         self.projections = nn.ModuleDict(
             {m: projection_head(projection, embed_dim) for m in self.modalities}
         )
@@ -153,9 +172,14 @@ class MultimodalGNN(nn.Module):
         tokens, token_mask, pooled = [], [], []
         for i, m in enumerate(self.modalities):
             graph = batch.graphs[m]
-            x = graph.ndata["x"]
+            x, position = graph.ndata["x"], None
+            if m in self.encoders:
+                position = self.encoders[m].features(graph, graph.ndata["pe"])
+                x = self.encoders[m].inputs(x, position)
             h = self.skips[m](self.branches[m](graph, x), x)
             node_tokens = self.heads[m](h)
+            if position is not None:
+                node_tokens = node_tokens + self.encoders[m].tokens(position)
             padded, mask = pad_tokens(graph, node_tokens, present[:, i])
             tokens.append(padded)
             token_mask.append(mask)

@@ -1,0 +1,320 @@
+"""Positional and structural node encodings (the ``pe`` config group).
+
+What a node is told about where it sits, after GraphGPS (Rampasek et al., NeurIPS 2022,
+"Recipe for a General, Powerful, Scalable Graph Transformer"), which makes such encodings a
+config choice per dataset. One class per option:
+
+``none``        :class:`NoEncoding`, nothing (every node of a chain looks alike to the branch).
+``sinusoidal``  :class:`SinusoidalEncoding`, Transformer sin/cos features of ``pos``
+                (Vaswani et al. 2017), any number of position columns.
+``laplacian``   :class:`LaplacianEncoding`, LapPE: the ``k`` smallest non-trivial eigenvectors
+                of each item's graph Laplacian ``L = D - A`` (Dwivedi et al. 2020; GraphGPS),
+                sign-flipped at random per item and eigenvector while training (in the model).
+``rwse``        :class:`RandomWalkEncoding`, RWSE: the return probabilities ``(P^t)_ii`` of a
+                random walk ``P = D^-1 A`` for ``t = 1..steps`` (Dwivedi et al., ICLR 2022).
+``index``       :class:`IndexEncoding`, a node's index within its item, which the model turns
+                into a learned embedding (for chains).
+
+Encodings are raw float32 ``[total_nodes, raw_dim]`` tensors computed once per (dataset
+content, graph config, encoding) by :func:`compute_encoding`, vectorised: the graph encodings
+stack all items of one node count into one ``[n_items, n, n]`` tensor (a Python loop over the
+distinct sizes only), and results are cached in memory like the graphs.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from mmgnn.data.graphs import ModalityGraphs
+
+COMBINES = ("concat", "add")
+"""How the model joins an encoding to node features: ``concat`` appends it, ``add`` adds a
+learned linear projection of it (the feature size stays ``d``)."""
+
+
+@dataclass(frozen=True)
+class NoEncoding:
+    """``pe=none``: nodes carry only their features (raw_dim 0)."""
+
+    kind = "none"
+    needs_pos = False
+
+    @property
+    def raw_dim(self) -> int:
+        return 0
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        return torch.zeros(int(graphs.ptr[-1]), 0)
+
+
+@dataclass(frozen=True)
+class SinusoidalEncoding:
+    """Transformer-style features of node positions (Vaswani et al. 2017, Sec. 3.5).
+
+    For every position column ``p`` (time for sequences, row and col for grids) and frequency
+    ``w_j = base ** (-j / num_frequencies)``, ``j = 0..num_frequencies-1``, the features
+    ``sin(scale * p * w_j)`` and ``cos(scale * p * w_j)``.
+
+    Args:
+        num_frequencies: frequencies per position column (``>= 1``).
+        base: the longest wavelength is about ``2 pi base`` (Transformer: 10000).
+        scale: multiplies ``pos`` first (e.g. 40 for frames at a 25 ms hop given in seconds).
+
+    Output: float32 ``[N, 2 * num_frequencies * pos_columns]``, per column all sines then all
+    cosines.
+    """
+
+    num_frequencies: int = 8
+    base: float = 10000.0
+    scale: float = 1.0
+    kind = "sinusoidal"
+    needs_pos = True
+
+    def __post_init__(self) -> None:
+        if int(self.num_frequencies) != self.num_frequencies or self.num_frequencies < 1:
+            raise ValueError(f"sinusoidal num_frequencies must be an integer >= 1, got {self.num_frequencies!r}")
+        if self.base <= 1:
+            raise ValueError(f"sinusoidal base must be > 1, got {self.base!r}")
+
+    def frequencies(self) -> torch.Tensor:
+        """float64 ``[num_frequencies]``: ``base ** (-j / num_frequencies)``."""
+        j = torch.arange(self.num_frequencies, dtype=torch.float64)
+        return float(self.base) ** (-j / self.num_frequencies)
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        angle = graphs.pos.to(torch.float64)[:, :, None] * float(self.scale) * self.frequencies()
+        features = torch.cat([torch.sin(angle), torch.cos(angle)], dim=2)  # [N, C, 2F]
+        return features.reshape(angle.shape[0], -1).to(torch.float32)
+
+
+def _items_by_size(graphs: ModalityGraphs):
+    """Per distinct node count ``n >= 1``: (n, items ``[n_items_n]``, dense symmetric
+    adjacency float64 ``[n_items_n, n, n]`` without self-loops, node rows ``[n_items_n * n]``).
+
+    Edges are symmetrised (a ``knn`` graph is directed; an encoding of where a node sits
+    reads the undirected structure)."""
+    counts = graphs.ptr[1:] - graphs.ptr[:-1]
+    edge_counts = graphs.edge_ptr[1:] - graphs.edge_ptr[:-1]
+    edge_item = torch.repeat_interleave(torch.arange(counts.shape[0]), edge_counts)
+    slot = torch.zeros_like(counts)
+    for n in torch.unique(counts).tolist():
+        if n == 0:
+            continue
+        items = torch.nonzero(counts == n).flatten()
+        slot[items] = torch.arange(items.shape[0])
+        in_group = counts[edge_item] == n
+        e_slot, src, dst = slot[edge_item[in_group]], graphs.src[in_group], graphs.dst[in_group]
+        adjacency = torch.zeros(items.shape[0], n, n, dtype=torch.float64)
+        adjacency[e_slot, dst, src] = 1.0
+        adjacency[e_slot, src, dst] = 1.0
+        adjacency.diagonal(dim1=1, dim2=2).zero_()
+        rows = (graphs.ptr[items][:, None] + torch.arange(n)).flatten()
+        yield n, items, adjacency, rows
+
+
+@dataclass(frozen=True)
+class LaplacianEncoding:
+    """LapPE: eigenvectors of each item's combinatorial Laplacian ``L = D - A``.
+
+    Per item, the eigenvectors of the ``k`` smallest eigenvalues after the first (the constant
+    vector of a connected graph), unit norm; items with ``n <= k`` nodes have ``n - 1`` of them
+    and are zero-padded to ``k`` columns. An eigenvector's sign is arbitrary, so the model flips
+    signs at random per item while training (Dwivedi et al. 2020). One ``torch.linalg.eigh`` per
+    distinct node count on the stacked ``[n_items, n, n]`` Laplacians.
+
+    Output: float32 ``[N, k]``.
+    """
+
+    k: int = 8
+    kind = "laplacian"
+    needs_pos = False
+
+    def __post_init__(self) -> None:
+        if int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"laplacian k must be an integer >= 1, got {self.k!r}")
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        out = torch.zeros(int(graphs.ptr[-1]), self.k, dtype=torch.float32)
+        for n, _, adjacency, rows in _items_by_size(graphs):
+            if n == 1:
+                continue  # a single node has no non-trivial eigenvector: all padding
+            laplacian = torch.diag_embed(adjacency.sum(2)) - adjacency
+            _, vectors = torch.linalg.eigh(laplacian)  # ascending eigenvalues
+            kept = vectors[:, :, 1 : self.k + 1]  # [items, n, min(k, n - 1)]
+            out[rows, : kept.shape[2]] = kept.reshape(rows.shape[0], -1).to(torch.float32)
+        return out
+
+
+@dataclass(frozen=True)
+class RandomWalkEncoding:
+    """RWSE: ``[(P^1)_ii, ..., (P^steps)_ii]`` with ``P = D^-1 A`` (rows of isolated nodes 0).
+
+    Invariant to node order; one batched matrix power series per distinct node count.
+
+    Output: float32 ``[N, steps]``.
+    """
+
+    steps: int = 8
+    kind = "rwse"
+    needs_pos = False
+
+    def __post_init__(self) -> None:
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"rwse steps must be an integer >= 1, got {self.steps!r}")
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        out = torch.zeros(int(graphs.ptr[-1]), self.steps, dtype=torch.float32)
+        for _, _, adjacency, rows in _items_by_size(graphs):
+            degree = adjacency.sum(2, keepdim=True)
+            walk = adjacency / degree.clamp(min=1.0)
+            power, returns = walk, []
+            for _ in range(self.steps):
+                returns.append(power.diagonal(dim1=1, dim2=2))
+                power = power @ walk
+            out[rows] = torch.stack(returns, dim=2).reshape(-1, self.steps).to(torch.float32)
+        return out
+
+
+@dataclass(frozen=True)
+class IndexEncoding:
+    """A node's index within its item (``0..n-1`` in node order), embedded by the model
+    (``nn.Embedding(max_index, dim)``, learned). Items longer than ``max_index`` fail at start.
+
+    Output: float32 ``[N, 1]`` holding the integer index.
+    """
+
+    dim: int = 16
+    max_index: int = 256
+    kind = "index"
+    needs_pos = False
+
+    def __post_init__(self) -> None:
+        if int(self.dim) != self.dim or self.dim < 1 or int(self.max_index) != self.max_index or self.max_index < 1:
+            raise ValueError(f"index dim and max_index must be integers >= 1, got {self.dim!r}, {self.max_index!r}")
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        counts = graphs.ptr[1:] - graphs.ptr[:-1]
+        if counts.numel() and int(counts.max()) > self.max_index:
+            raise ValueError(
+                f"modality {graphs.name!r}: an item has {int(counts.max())} nodes, more than "
+                f"the index encoding's max_index={self.max_index}; raise pe max_index"
+            )
+        item = torch.repeat_interleave(torch.arange(counts.shape[0]), counts)
+        local = torch.arange(item.shape[0]) - graphs.ptr[:-1][item]
+        return local.to(torch.float32)[:, None]
+
+
+Encoding = NoEncoding | SinusoidalEncoding | LaplacianEncoding | RandomWalkEncoding | IndexEncoding
+ENCODINGS: dict[str, type] = {
+    "none": NoEncoding,
+    "sinusoidal": SinusoidalEncoding,
+    "laplacian": LaplacianEncoding,
+    "rwse": RandomWalkEncoding,
+    "index": IndexEncoding,
+}
+
+
+def make_encoding(options: Mapping, where: str) -> Encoding:
+    """An encoding from config fields, e.g. ``{"kind": "rwse", "steps": 16}``."""
+    options = dict(options or {})
+    kind = options.pop("kind", None)
+    if kind not in ENCODINGS:
+        raise ValueError(f"{where}: pe kind must be one of {tuple(ENCODINGS)}, got {kind!r}")
+    cls = ENCODINGS[kind]
+    valid = [f.name for f in fields(cls)]
+    unknown = [o for o in options if o not in valid]
+    if unknown:
+        raise ValueError(f"{where}: pe kind {kind!r} has no options {unknown}; its options are {valid}")
+    try:
+        return cls(**options)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def describe(encoding: Encoding) -> str:
+    """A short readable form, e.g. ``rwse(steps=8)``."""
+    options = ", ".join(f"{k}={v}" for k, v in asdict(encoding).items())
+    return f"{encoding.kind}({options})" if options else encoding.kind
+
+
+def encodings_from_config(
+    modalities: Iterable[str],
+    has_pos: Mapping[str, bool],
+    default: Mapping,
+    per_modality: Mapping | None = None,
+    without_pos: Mapping | None = None,
+) -> dict[str, Encoding]:
+    """One encoding per modality from the ``pe`` group (like ``graph.modalities``).
+
+    Args:
+        modalities: the dataset's modality names, in order.
+        has_pos: modality -> whether the data gives node positions.
+        default: fields of every modality's encoding, e.g. ``{"kind": "sinusoidal"}``.
+        per_modality: modality -> fields replacing ``default`` for that modality.
+        without_pos: fields used instead of ``default`` for modalities without ``pos`` (not
+            listed in ``per_modality``); ``None``: no fallback.
+    Raises:
+        ValueError: an encoding that needs ``pos`` for a modality without it (naming the
+            modality), an unknown kind or option, or a listed modality the data lacks.
+    """
+    modalities = tuple(modalities)
+    per_modality = dict(per_modality or {})
+    unknown = [m for m in per_modality if m not in modalities]
+    if unknown:
+        raise ValueError(
+            f"pe.modalities names modalities {unknown} that the dataset does not have; "
+            f"the dataset's modalities are {list(modalities)}"
+        )
+    encodings = {}
+    for name in modalities:
+        options = per_modality.get(name)
+        if options is None:
+            options = default if has_pos[name] or without_pos is None else without_pos
+        encoding = make_encoding(options, f"pe for modality {name!r}")
+        if encoding.needs_pos and not has_pos[name]:
+            raise ValueError(
+                f"pe for modality {name!r}: the {encoding.kind} encoding reads node positions "
+                f"(pos), but modality {name!r} has none; choose another pe kind for it "
+                f"(pe.modalities.{name}.kind=rwse) or give pos in {name}.npz"
+            )
+        encodings[name] = encoding
+    return encodings
+
+
+_PE_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def clear_pe_cache() -> None:
+    """Forget every cached :func:`compute_encoding` result."""
+    _PE_CACHE.clear()
+
+
+def compute_encoding(graphs: ModalityGraphs, encoding: Encoding, graph_key: tuple) -> torch.Tensor:
+    """float32 ``[total_nodes, raw_dim]`` encoding of every node of one modality.
+
+    Cached by ``(graph_key, modality, encoding)``; ``graph_key`` identifies the graphs
+    (dataset fingerprint, graph spec, self-loops), so the encoding is part of what keys them.
+    """
+    key = (graph_key, graphs.name, encoding)
+    cached = _PE_CACHE.get(key)
+    if cached is None:
+        if encoding.needs_pos and graphs.pos is None:
+            raise ValueError(f"modality {graphs.name!r}: the {encoding.kind} encoding needs pos")
+        cached = encoding.compute(graphs)
+        _PE_CACHE[key] = cached
+    return cached
+
+
+def dataset_encodings(pe_config: Mapping, dataset) -> dict[str, Encoding]:
+    """modality -> encoding for ``dataset`` (a ``MultimodalDataset``) from the resolved ``pe``
+    group (``default``, ``modalities``, ``without_pos``)."""
+    has_pos = {m: d.pos is not None for m, d in dataset.modalities.items()}
+    return encodings_from_config(
+        dataset.modality_names,
+        has_pos,
+        pe_config["default"],
+        pe_config.get("modalities"),
+        pe_config.get("without_pos"),
+    )

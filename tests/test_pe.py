@@ -1,0 +1,222 @@
+"""Positional/structural encodings: hand-computed values, node-order invariance, size grouping,
+config errors, batching, and how the model reads them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.graphs import ChainGraph, ModalityGraphs
+from mmgnn.data.pe import (
+    IndexEncoding,
+    LaplacianEncoding,
+    NoEncoding,
+    RandomWalkEncoding,
+    SinusoidalEncoding,
+    clear_pe_cache,
+    encodings_from_config,
+)
+from mmgnn.data.pipeline import prepare_data
+from mmgnn.models import MultimodalGNN
+from mmgnn.models.branch import GNNBranch
+from mmgnn.models.convs import LinearLayer
+from mmgnn.models.fusion import ConcatFusion
+from mmgnn.models.skip import ModalitySkip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def graphs_of(items: list[tuple[int, list[tuple[int, int]]]], pos=None) -> ModalityGraphs:
+    """ModalityGraphs from (node count, undirected edge list) per item."""
+    counts = [n for n, _ in items]
+    ptr = torch.tensor(np.concatenate([[0], np.cumsum(counts)]), dtype=torch.int64)
+    src, dst, per = [], [], []
+    for _, edges in items:
+        both = edges + [(b, a) for a, b in edges]
+        src += [a for a, _ in both]
+        dst += [b for _, b in both]
+        per.append(len(both))
+    return ModalityGraphs(
+        name="m", x=torch.zeros(int(ptr[-1]), 1), ptr=ptr,
+        src=torch.tensor(src, dtype=torch.int64), dst=torch.tensor(dst, dtype=torch.int64),
+        edge_ptr=torch.tensor(np.concatenate([[0], np.cumsum(per)]), dtype=torch.int64),
+        pos=pos,
+    )
+
+
+PATH4 = (4, [(0, 1), (1, 2), (2, 3)])
+TRIANGLE = (3, [(0, 1), (1, 2), (0, 2)])
+# 5 nodes, distinct Laplacian eigenvalues (a path 0-1-2-3 with a pendant 4 on node 1).
+ODD = (5, [(0, 1), (1, 2), (2, 3), (1, 4)])
+
+
+def test_laplacian_of_a_4_node_path_is_the_cosine_basis():
+    # L = D - A of the path P4 has eigenvectors v_k(i) = cos(pi k (i + 1/2) / 4), k = 0..3.
+    pe = LaplacianEncoding(k=4).compute(graphs_of([PATH4]))
+    i = torch.arange(4, dtype=torch.float64)
+    for col, k in enumerate((1, 2, 3)):
+        expected = torch.cos(math.pi * k * (i + 0.5) / 4)
+        expected = expected / expected.norm()
+        got = pe[:, col].double()
+        sign = torch.sign(got @ expected)
+        torch.testing.assert_close(got * sign, expected, atol=1e-6, rtol=0)
+    assert torch.all(pe[:, 3] == 0)  # only n - 1 = 3 non-trivial eigenvectors: padded
+
+
+def test_rwse_of_a_triangle():
+    # P = (J - I) / 2: returns after 1, 2, 3 steps are 0, 1/2, 1/4 for every node.
+    pe = RandomWalkEncoding(steps=3).compute(graphs_of([TRIANGLE]))
+    torch.testing.assert_close(pe, torch.tensor([[0.0, 0.5, 0.25]] * 3))
+
+
+def test_sinusoidal_values_at_known_positions():
+    pos = torch.tensor([[0.0, 2.0], [math.pi / 2, 0.0]])
+    enc = SinusoidalEncoding(num_frequencies=2, base=100.0, scale=1.0)  # w = 1, 0.1
+    pe = enc.compute(graphs_of([(2, [(0, 1)])], pos=pos))
+    assert pe.shape == (2, 8)  # 2 columns x (2 sines + 2 cosines)
+    p = pos.double()
+    expected = torch.cat(
+        [torch.sin(p[:, :1] * torch.tensor([1.0, 0.1], dtype=torch.float64)),
+         torch.cos(p[:, :1] * torch.tensor([1.0, 0.1], dtype=torch.float64)),
+         torch.sin(p[:, 1:] * torch.tensor([1.0, 0.1], dtype=torch.float64)),
+         torch.cos(p[:, 1:] * torch.tensor([1.0, 0.1], dtype=torch.float64))], dim=1).float()
+    torch.testing.assert_close(pe, expected)
+    assert pe[1, 0] == pytest.approx(1.0) and pe[0, 2] == pytest.approx(1.0)
+
+
+def permuted(item: tuple[int, list], perm: list[int]) -> tuple[int, list]:
+    """The same graph with node ``i`` renamed ``perm[i]``."""
+    return item[0], [(perm[a], perm[b]) for a, b in item[1]]
+
+
+def test_rwse_and_laplacian_follow_a_node_permutation():
+    perm = [3, 0, 4, 1, 2]
+    base, moved = graphs_of([ODD]), graphs_of([permuted(ODD, perm)])
+    rw, rw_moved = RandomWalkEncoding(steps=6).compute(base), RandomWalkEncoding(steps=6).compute(moved)
+    torch.testing.assert_close(rw_moved[perm], rw)
+    lap, lap_moved = LaplacianEncoding(k=4).compute(base), LaplacianEncoding(k=4).compute(moved)
+    signs = torch.sign((lap_moved[perm] * lap).sum(0))
+    torch.testing.assert_close(lap_moved[perm] * signs, lap, atol=1e-5, rtol=0)
+
+
+def test_items_of_different_sizes_match_one_item_at_a_time():
+    items = [PATH4, TRIANGLE, ODD, (1, []), PATH4, (0, [])]
+    for enc in (RandomWalkEncoding(steps=4), LaplacianEncoding(k=3)):
+        together = enc.compute(graphs_of(items))
+        alone = torch.cat([enc.compute(graphs_of([it])) for it in items])
+        if isinstance(enc, LaplacianEncoding):  # signs are arbitrary per item and column
+            together, alone = together.abs(), alone.abs()
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    assert torch.all(LaplacianEncoding(k=3).compute(graphs_of([(1, [])])) == 0)
+
+
+def test_index_encoding_and_its_limit():
+    pe = IndexEncoding(dim=4, max_index=8).compute(graphs_of([TRIANGLE, PATH4]))
+    assert pe[:, 0].tolist() == [0, 1, 2, 0, 1, 2, 3]
+    with pytest.raises(ValueError, match="max_index=3"):
+        IndexEncoding(max_index=3).compute(graphs_of([PATH4]))
+
+
+def test_config_errors_name_the_modality_and_the_option():
+    has_pos = {"text": False, "image": True}
+    with pytest.raises(ValueError, match="'text'.*sinusoidal.*pos"):
+        encodings_from_config(["text", "image"], has_pos, {"kind": "sinusoidal"})
+    fallback = encodings_from_config(["text", "image"], has_pos, {"kind": "sinusoidal"},
+                                     without_pos={"kind": "rwse", "steps": 3})
+    assert fallback == {"text": RandomWalkEncoding(3), "image": SinusoidalEncoding()}
+    per = encodings_from_config(["text", "image"], has_pos, {"kind": "none"},
+                                {"image": {"kind": "laplacian", "k": 2}})
+    assert per == {"text": NoEncoding(), "image": LaplacianEncoding(2)}
+    with pytest.raises(ValueError, match="kind must be one of"):
+        encodings_from_config(["image"], has_pos, {"kind": "lappe"})
+    with pytest.raises(ValueError, match="no options \\['k'\\]"):
+        encodings_from_config(["image"], has_pos, {"kind": "rwse", "k": 2})
+    with pytest.raises(ValueError, match="does not have"):
+        encodings_from_config(["image"], has_pos, {"kind": "none"}, {"audio": {"kind": "index"}})
+
+
+def tiny_dataset() -> MultimodalDataset:
+    import pandas as pd
+
+    counts = np.array([3, 4, 3, 5])
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    rng = np.random.default_rng(0)
+    local = np.arange(ptr[-1]) - np.repeat(ptr[:-1], counts)
+    mods = {m: ModalityData(m, rng.normal(size=(ptr[-1], 3)).astype(np.float32), ptr,
+                            local[:, None].astype(np.float32)) for m in ("a", "b")}
+    return MultimodalDataset(
+        items=pd.DataFrame({"item_id": list("wxyz")}), modalities=mods, labels=np.array([0, 1, 0, 1]),
+        label_names=["0", "1"], groups=np.zeros(4, dtype=np.int64), group_names=["g"],
+        split=np.array(["train", "train", "val", "test"]),
+    )
+
+
+def test_prepared_batches_carry_each_items_encoding_and_the_cache_keys_the_encoding():
+    clear_pe_cache()
+    specs = {"a": ChainGraph(), "b": ChainGraph()}
+    encodings = {"a": RandomWalkEncoding(steps=2), "b": IndexEncoding(dim=2)}
+    data = prepare_data(tiny_dataset(), specs, standardize=False, encodings=encodings)
+    assert data.pe_dims == {"a": 2, "b": 1}
+    batch = data.collator([3, 1])
+    assert batch.graphs["b"].ndata["pe"][:, 0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+    # chain of 5 nodes, end node: returns after 1, 2 steps are 0 and 1/2.
+    assert batch.graphs["a"].ndata["pe"][0].tolist() == [0.0, 0.5]
+    other = prepare_data(tiny_dataset(), specs, standardize=False, encodings={"a": RandomWalkEncoding(steps=3)})
+    assert other.pe["a"].shape[1] == 3 and "b" not in other.pe
+
+
+def model_for(encodings, combine="concat", readout="mean") -> tuple[MultimodalGNN, object]:
+    specs = {"a": ChainGraph(), "b": ChainGraph()}
+    data = prepare_data(tiny_dataset(), specs, standardize=False, encodings=encodings)
+    torch.manual_seed(0)
+    model = MultimodalGNN(
+        {"a": 3, "b": 3},
+        branch=lambda d: GNNBranch(d, LinearLayer, hidden_dim=8, num_layers=1),
+        skip=lambda in_dim, branch_dim: ModalitySkip("sum", in_dim, branch_dim),
+        fusion=lambda n, d: ConcatFusion(n, d),
+        readout=readout, embed_dim=8, num_classes=2,
+        encodings=data.encodings, pe_dims=data.pe_dims, pe_combine=combine,
+    )
+    return model, data.collator([0, 1, 2, 3])
+
+
+def test_without_encodings_the_model_is_unchanged():
+    plain, batch = model_for({})
+    none, _ = model_for({"a": NoEncoding()})
+    assert len(none.encoders) == 0
+    plain.eval(), none.eval()
+    torch.testing.assert_close(plain(batch).logits, none(batch).logits)
+
+
+def test_concat_and_add_widths_and_positions_change_the_output():
+    cat, batch = model_for({"a": SinusoidalEncoding(num_frequencies=2)})
+    assert cat.branches["a"].in_dim == 3 + 4 and cat.branches["b"].in_dim == 3
+    add, _ = model_for({"a": SinusoidalEncoding(num_frequencies=2)}, combine="add")
+    assert add.branches["a"].in_dim == 3
+    cat.eval()
+    before = cat(batch).embeddings["a"]
+    batch.graphs["a"].ndata["pe"] = batch.graphs["a"].ndata["pe"].flip(0)  # positions moved
+    assert not torch.allclose(cat(batch).embeddings["a"], before)
+
+
+def test_laplacian_signs_flip_per_item_in_training_only():
+    model, batch = model_for({"a": LaplacianEncoding(k=2)})
+    pe = batch.graphs["a"].ndata["pe"]
+    encoder = model.encoders["a"]
+    model.eval()
+    assert torch.equal(encoder.features(batch.graphs["a"], pe), pe)
+    model.train()
+    torch.manual_seed(3)
+    flipped = torch.stack([encoder.features(batch.graphs["a"], pe) for _ in range(20)])
+    ratio = flipped / torch.where(pe == 0, torch.ones_like(pe), pe)
+    assert set(ratio[:, pe != 0].unique().tolist()) == {-1.0, 1.0}
+    counts = batch.graphs["a"].batch_num_nodes().tolist()
+    for chunk, item_pe in zip(ratio.split(counts, dim=1), pe.split(counts)):
+        for col in range(pe.shape[1]):  # one sign per item and column
+            signs = chunk[:, item_pe[:, col] != 0, col]
+            assert torch.all(signs == signs[:, :1])
+    with pytest.raises(ValueError, match="combine"):
+        model_for({"a": LaplacianEncoding(k=2)}, combine="sum")
