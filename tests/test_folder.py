@@ -251,6 +251,28 @@ def test_pos_not_finite(tmp_path):
     assert_names(load_broken(tmp_path, mutate), "image.npz", "pos is not finite", "'a3'")
 
 
+TEXT_IDS = np.array([101, 7, 8, 9, 102, 5, 6])  # one token id per text node (7 rows, ptr 0 2 5 5 7)
+
+
+def test_token_ids_load_as_int64(tmp_path):
+    table, modalities = valid_parts()
+    modalities["text"]["ids"] = TEXT_IDS.astype(np.int32)
+    dataset = load_folder(write_parts(tmp_path / "ds", table, modalities))
+    assert dataset.modalities["text"].ids.dtype == np.int64
+    np.testing.assert_array_equal(dataset.modalities["text"].ids, TEXT_IDS)
+    assert dataset.modalities["image"].ids is None
+
+
+@pytest.mark.parametrize("value, words", [
+    (TEXT_IDS[:6], ["ids has 6 entries but x has 7 rows"]),
+    (TEXT_IDS.astype(np.float32), ["ids must hold integers", "float32"]),
+    (TEXT_IDS.reshape(7, 1), ["ids must be 1-D", "(7, 1)"]),
+    (np.where(np.arange(7) == 3, -1, TEXT_IDS), ["ids[3] = -1 is negative", "'a1'", "row 1"]),
+])
+def test_bad_token_ids(tmp_path, value, words):
+    assert_names(load_broken(tmp_path, set_array("text", "ids", value)), "text.npz", *words)
+
+
 def test_edge_index_wrong_shape(tmp_path):
     message = load_broken(tmp_path, set_array("image", "edge_index", np.zeros((3, 5), dtype=np.int64)))
     assert_names(message, "image.npz", "edge_index must have shape [2, total_edges]", "(3, 5)")
@@ -397,6 +419,7 @@ def hand_made_dataset():
         "image": modality("image", [4, 4, 4, 0, 4, 4], 3, pos_dim=2),
         "audio": modality("audio", [2, 0, 5, 1, 1, 2], 2),
     }
+    modalities["text"].ids = np.arange(100, 109, dtype=np.int64)  # token ids of the 9 text nodes
     return MultimodalDataset(
         items=items,
         modalities=modalities,
@@ -413,7 +436,7 @@ def assert_same_dataset(loaded, original):
     assert loaded.modality_names == original.modality_names
     for name, m in original.modalities.items():
         got = loaded.modalities[name]
-        for key in ("x", "ptr", "pos", "edge_index", "edge_ptr"):
+        for key in ("x", "ptr", "pos", "edge_index", "edge_ptr", "ids"):
             want, have = getattr(m, key), getattr(got, key)
             if want is None:
                 assert have is None, (name, key)

@@ -42,6 +42,8 @@ class ModalityData:
         edge_index: optional int64 ``[2, total_edges]`` user-given edges in local node ids.
         edge_ptr: optional int64 ``[n_items + 1]``, item ``i`` owns
             ``edge_index[:, edge_ptr[i]:edge_ptr[i+1]]``.
+        ids: optional int64 ``[total_nodes]`` token ids of the nodes (a text modality made by
+            ``mmgnn.featurize``: the vocabulary ids of the encoder that produced ``x``).
     """
 
     name: str
@@ -50,6 +52,7 @@ class ModalityData:
     pos: np.ndarray | None = None
     edge_index: np.ndarray | None = None
     edge_ptr: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -125,7 +128,7 @@ class MultimodalDataset:
             h = hashlib.sha1()
             for name, m in self.modalities.items():
                 h.update(name.encode())
-                for arr in (m.x, m.ptr, m.pos, m.edge_index, m.edge_ptr):
+                for arr in (m.x, m.ptr, m.pos, m.edge_index, m.edge_ptr, m.ids):
                     if arr is not None:
                         h.update(str(arr.shape).encode())
                         h.update(np.ascontiguousarray(arr).tobytes())

@@ -22,7 +22,7 @@ from mmgnn.data.dataset import SPLITS, ModalityData, MultimodalDataset
 from mmgnn.data.splits import check_fractions, stratified_split
 
 ITEMS_FILE = "items.csv"
-ARRAY_KEYS = ("x", "ptr", "pos", "edge_index", "edge_ptr")
+ARRAY_KEYS = ("x", "ptr", "pos", "edge_index", "edge_ptr", "ids")
 NO_GROUP = "all"
 _TEXT_COLUMNS = ("item_id", "label", "group", "split")
 _MAX_LISTED = 5
@@ -229,7 +229,28 @@ def _check_modality(file: Path, arrays: dict[str, np.ndarray], ids: np.ndarray) 
                 f"{_item(i, ids)} is outside the item's local node range [0, {limit[e]}) "
                 "(edges use local node ids)",
             )
-    return ModalityData(file.stem, x, ptr, pos=pos, edge_index=edge_index, edge_ptr=edge_ptr)
+    token_ids = arrays.get("ids")
+    if token_ids is not None:
+        token_ids = _check_token_ids(file, token_ids, ptr, ids)
+    return ModalityData(
+        file.stem, x, ptr, pos=pos, edge_index=edge_index, edge_ptr=edge_ptr, ids=token_ids
+    )
+
+
+def _check_token_ids(file: Path, token_ids: np.ndarray, ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Return the optional ``ids`` array as int64 ``[total_nodes]``: one token id (>= 0) per node."""
+    if token_ids.ndim != 1:
+        _fail(file, f"ids must be 1-D [total_nodes], got shape {token_ids.shape}")
+    if not np.issubdtype(token_ids.dtype, np.integer):
+        _fail(file, f"ids must hold integers (token ids), got dtype {token_ids.dtype}")
+    if token_ids.shape[0] != ptr[-1]:
+        _fail(file, f"ids has {token_ids.shape[0]} entries but x has {ptr[-1]} rows: one token id per node")
+    negative = np.flatnonzero(token_ids < 0)
+    if len(negative):
+        node = int(negative[0])
+        item = int(np.searchsorted(ptr, node, side="right") - 1)
+        _fail(file, f"ids[{node}] = {token_ids[node]} is negative: node row {node} of {_item(item, ids)}")
+    return token_ids.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -271,7 +292,9 @@ def load_folder(
     ``[total_nodes, d]`` and ``ptr`` int ``[n_items + 1]`` (item ``i`` owns
     ``x[ptr[i]:ptr[i+1]]``, an empty range means the item lacks the modality), optionally ``pos``
     ``[total_nodes, k]`` and user-given edges ``edge_index`` int ``[2, total_edges]`` (local node
-    ids) with ``edge_ptr`` int ``[n_items + 1]``. Every item has at least one modality.
+    ids) with ``edge_ptr`` int ``[n_items + 1]``, and token ids ``ids`` int ``[total_nodes]``
+    (a text modality written by ``python -m mmgnn.featurize``). Every item has at least one
+    modality.
 
     Args:
         path: the dataset folder.
@@ -341,8 +364,8 @@ def write_folder(dataset: MultimodalDataset, path: str | os.PathLike) -> None:
 
     Writes ``items.csv`` (``item_id``, ``label`` from ``label_names`` when the dataset has
     labels, ``group``, ``split``, then the items table's other columns) and one uncompressed
-    ``<modality>.npz`` per modality (``x``, ``ptr`` and ``pos``/``edge_index``/``edge_ptr`` when
-    present). Label and group codes read back unchanged when ``label_names`` and ``group_names``
+    ``<modality>.npz`` per modality (``x``, ``ptr`` and ``pos``/``edge_index``/``edge_ptr``/``ids``
+    when present). Label and group codes read back unchanged when ``label_names`` and ``group_names``
     are in the loader's order (sorted; integer names numerically), as every loader produces.
 
     Raises:
@@ -366,7 +389,7 @@ def write_folder(dataset: MultimodalDataset, path: str | os.PathLike) -> None:
 
     for name, modality in dataset.modalities.items():
         arrays = {"x": modality.x, "ptr": modality.ptr}
-        for key in ("pos", "edge_index", "edge_ptr"):
+        for key in ("pos", "edge_index", "edge_ptr", "ids"):
             if getattr(modality, key) is not None:
                 arrays[key] = getattr(modality, key)
         np.savez(folder / f"{name}.npz", **arrays)
