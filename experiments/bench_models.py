@@ -1,11 +1,12 @@
 """Benchmark of the models: parameter count and forward+backward time per batch.
 
-Rows: every fusion variant with the default branch and skip (``xattn`` with both ``attend``
-layouts), then every GNN branch with the default fusion and skip; the defaults are those of
-``conf/config.yaml``. Each model is built from the group YAML files exactly as a run builds it
-(``instantiate(cfg.model, ..., branch=instantiate(cfg.gnn), ...)``), in train mode, on batches
-of the synthetic dataset (:func:`mmgnn.data.synthetic.make_synthetic`, graphs as in
-``conf/graph/default.yaml``: text chain(1), image grid(4), audio chain(2)) collated by
+Rows: every fusion option (``conf/fusion/`` and ``$MMGNN_CONFIG_PATH``) with the default branch
+and skip (``xattn`` also with ``attend=all``), then every gnn option with the default fusion and
+skip; the defaults are those of ``conf/config.yaml``. Each model is built from the group YAML
+files exactly as a run builds it (``instantiate(cfg.model, ..., branch=instantiate(cfg.gnn),
+...)``), in train mode, on batches of the synthetic dataset
+(:func:`mmgnn.data.synthetic.make_synthetic`, graphs from the default ``graph`` config: text
+chain(1), image grid(4), audio chain(2)) collated by
 :class:`~mmgnn.data.batch.MultimodalCollator`. Collation is not timed. The timed step is
 ``model(batch)``, a loss touching every output (cross-entropy on the logits plus the mean
 cross-modal cosine similarity of the embeddings) and ``backward()``; the table gives the median
@@ -22,53 +23,46 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 
 import dgl
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
+from mmgnn.config import CONF_DIR, group_options, load_option, register_configs
 from mmgnn.data.batch import MultimodalBatch, MultimodalCollator
-from mmgnn.data.graphs import GraphSpec, build_graphs
+from mmgnn.data.graphs import build_graphs, graph_specs_from_config
 from mmgnn.data.synthetic import make_synthetic
 from mmgnn.models import MultimodalGNN, count_parameters
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-GNNS = ("gcn", "sage", "gat", "gatv2", "gin", "mlp")
-FUSIONS = (("concat", {}), ("gated", {}), ("xattn", {"attend": "pair"}), ("xattn", {"attend": "all"}), ("lowrank", {}))
-SPECS = {
-    "text": GraphSpec("chain", window=1),
-    "image": GraphSpec("grid", neighbours=4),
-    "audio": GraphSpec("chain", window=2),
-}
+EXTRA_FUSION_ROWS = (("xattn", {"attend": "all"}),)
+"""Fusion rows beyond one per option: other layouts of an option."""
 
 
-def default_choices() -> dict[str, str]:
-    """The gnn / skip / fusion options chosen in ``conf/config.yaml``'s defaults list."""
-    choices = {}
-    for entry in OmegaConf.load(CONF / "config.yaml").defaults:
-        if isinstance(entry, str):
-            continue
-        choices.update({k: v for k, v in entry.items() if k in ("gnn", "skip", "fusion")})
-    return choices
+def default_config() -> DictConfig:
+    """``conf/config.yaml`` composed by Hydra with its defaults (``hydra.runtime.choices``
+    names the chosen option of each group)."""
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("config", return_hydra_config=True)
 
 
 def build(
     gnn: str, skip: str, fusion: str, fusion_overrides: dict, dims: dict[str, int], classes: int
 ) -> MultimodalGNN:
-    fusion_cfg = OmegaConf.load(CONF / "fusion" / f"{fusion}.yaml")
+    fusion_cfg = load_option("fusion", fusion)
     for key, value in fusion_overrides.items():
         fusion_cfg[key] = value
     return instantiate(
-        OmegaConf.load(CONF / "model" / "default.yaml"),
+        load_option("model", "default"),
         modality_dims=dims,
         num_classes=classes,
-        branch=instantiate(OmegaConf.load(CONF / "gnn" / f"{gnn}.yaml")),
-        skip=instantiate(OmegaConf.load(CONF / "skip" / f"{skip}.yaml")),
+        branch=instantiate(load_option("gnn", gnn)),
+        skip=instantiate(load_option("skip", skip)),
         fusion=instantiate(fusion_cfg),
     )
 
@@ -122,8 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    cfg = default_config()
     dataset = make_synthetic(n_items=args.batch_size * args.n_batches, seed=args.seed)
-    graphs = build_graphs(dataset, SPECS)
+    specs = graph_specs_from_config(dataset.modality_names, cfg.graph.default, cfg.graph.modalities)
+    graphs = build_graphs(dataset, specs)
     collate = MultimodalCollator(graphs, torch.as_tensor(dataset.labels), torch.as_tensor(dataset.groups))
     rows = np.random.default_rng(args.seed).permutation(len(dataset.labels))
     batches = [collate(rows[i : i + args.batch_size].tolist()) for i in range(0, len(rows), args.batch_size)]
@@ -132,10 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     nodes = {m: g.num_nodes() / args.batch_size for m, g in batches[0].graphs.items()}
     edges = {m: g.num_edges() / args.batch_size for m, g in batches[0].graphs.items()}
 
-    defaults = default_choices()
-    runs = [("fusion", defaults["gnn"], defaults["skip"], f, o) for f, o in FUSIONS]
+    defaults = cfg.hydra.runtime.choices
+    fusions = sorted([(f, {}) for f in group_options("fusion")] + list(EXTRA_FUSION_ROWS), key=lambda r: r[0])
+    runs = [("fusion", defaults["gnn"], defaults["skip"], f, o) for f, o in fusions]
     default_fusion = (defaults["fusion"], {})
-    runs += [("gnn", g, defaults["skip"], *default_fusion) for g in GNNS]
+    runs += [("gnn", g, defaults["skip"], *default_fusion) for g in group_options("gnn")]
 
     lines = [
         f"Models, forward+backward per batch of {args.batch_size} items (train mode, "

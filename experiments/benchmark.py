@@ -19,9 +19,15 @@ import resource
 import statistics
 import time
 
-VARIANTS = [("gnn", g) for g in ("gcn", "sage", "gat", "gatv2", "gin", "mlp")] + [
-    ("fusion", f) for f in ("concat", "gated", "xattn", "lowrank")
-]
+VARIED_GROUPS = ("gnn", "fusion")
+"""Every option of these groups (``conf/`` and ``$MMGNN_CONFIG_PATH``) is one variant."""
+
+
+def variants() -> list[tuple[str, str]]:
+    """``(group, option)`` for every option of :data:`VARIED_GROUPS`."""
+    from mmgnn.config import group_options
+
+    return [(group, option) for group in VARIED_GROUPS for option in group_options(group)]
 
 
 def measure(group: str, option: str, n_items: int, batches: int, threads: int) -> dict:
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
     import torch
 
-    jobs = [(g, o, n, args.batches, args.threads) for n in args.sizes for g, o in VARIANTS]
+    jobs = [(g, o, n, args.batches, args.threads) for n in args.sizes for g, o in variants()]
     context = mp.get_context("spawn")
     results = []
     for job in jobs:

@@ -1,15 +1,14 @@
 """Models: convs, GNNBranch, Readout, ModalitySkip, MultimodalGNN, their YAML files, budget.
 
 The model tests run over every gnn x skip x fusion combination, built from the real YAML files
-(shrunk to tiny sizes), on a hand-made batch of 6 items and 3 modalities with different feature
+(shrunk to tiny sizes; every option of each group in ``conf/`` and ``$MMGNN_CONFIG_PATH``, so a
+new option is tested without editing a list), on a hand-made batch of 6 items and 3 modalities with different feature
 sizes and node counts, where some items lack a modality.
 """
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import replace
-from pathlib import Path
 
 
 import dgl
@@ -18,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from mmgnn.config import group_options, load_option
 from mmgnn.data.batch import MultimodalBatch, MultimodalCollator
 from mmgnn.data.graphs import ModalityGraphs
 from mmgnn.models import (
@@ -31,10 +31,9 @@ from mmgnn.models import (
 )
 from mmgnn.models.convs import GATLayer, GATv2Layer, GINLayer, LinearLayer, SAGELayer
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-GNNS = ("gcn", "sage", "gat", "gatv2", "gin", "mlp")
-SKIPS = ("none", "sum", "concat")
-FUSIONS = ("concat", "gated", "xattn", "lowrank")
+GNNS = group_options("gnn")
+SKIPS = group_options("skip")
+FUSIONS = group_options("fusion")
 COMBOS = list(itertools.product(GNNS, SKIPS, FUSIONS))
 
 DIMS = {"text": 5, "image": 7, "audio": 3}
@@ -88,7 +87,7 @@ def collate(rows, graphs=None) -> MultimodalBatch:
 
 
 def load(group: str, name: str, **overrides):
-    cfg = OmegaConf.load(CONF / group / f"{name}.yaml")
+    cfg = load_option(group, name)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -123,14 +122,14 @@ def assert_same(a: dict, b: dict, atol: float = 1e-5) -> None:
 
 @pytest.mark.parametrize("gnn", GNNS)
 def test_gnn_yaml_builds_a_branch(gnn):
-    branch = instantiate(OmegaConf.load(CONF / "gnn" / f"{gnn}.yaml"))(7)
+    branch = instantiate(load("gnn", gnn))(7)
     assert isinstance(branch, GNNBranch) and branch.out_dim == 64 and len(branch.layers) == 2
     graph = collate([0, 1]).graphs["image"]
     assert branch(graph, graph.ndata["x"]).shape == (graph.num_nodes(), 64)
 
 
 def test_gnn_yamls_choose_the_conv_and_aggregation():
-    convs = {g: instantiate(OmegaConf.load(CONF / "gnn" / f"{g}.yaml"))(7).layers[0].conv for g in GNNS}
+    convs = {g: instantiate(load("gnn", g))(7).layers[0].conv for g in GNNS}
     assert isinstance(convs["mlp"], LinearLayer)
     assert isinstance(convs["sage"], SAGELayer) and convs["sage"].conv._aggre_type == "mean"
     assert isinstance(convs["gin"], GINLayer) and convs["gin"].conv._aggregator_type == "sum"
@@ -140,21 +139,21 @@ def test_gnn_yamls_choose_the_conv_and_aggregation():
 
 @pytest.mark.parametrize("mode", SKIPS)
 def test_skip_yaml(mode):
-    skip = instantiate(OmegaConf.load(CONF / "skip" / f"{mode}.yaml"))(in_dim=5, branch_dim=8)
+    skip = instantiate(load("skip", mode))(in_dim=5, branch_dim=8)
     assert isinstance(skip, ModalitySkip) and skip.mode == mode
     assert skip.out_dim == (16 if mode == "concat" else 8)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_fusion_yaml(fusion):
-    module = instantiate(OmegaConf.load(CONF / "fusion" / f"{fusion}.yaml"))(3, 64)
+    module = instantiate(load("fusion", fusion))(3, 64)
     assert module.out_dim == 64
 
 
 def test_model_yaml_defaults_are_small():
-    cfg = OmegaConf.load(CONF / "model" / "default.yaml")
+    cfg = load("model", "default")
     assert cfg.embed_dim == 64 and cfg.readout == "mean"
-    xattn = OmegaConf.load(CONF / "fusion" / "xattn.yaml")
+    xattn = load("fusion", "xattn")
     assert xattn.num_blocks == 1 and xattn.num_heads == 4 and xattn.attend == "pair"
 
 
@@ -407,7 +406,7 @@ def test_attention_readout_is_a_convex_combination():
 def test_skip_values(shape):
     torch.manual_seed(0)
     h, x = torch.randn(*shape, 8), torch.randn(*shape, 5)
-    none, add, cat = (ModalitySkip(mode, 5, 8) for mode in SKIPS)
+    none, add, cat = (ModalitySkip(mode, 5, 8) for mode in ("none", "sum", "concat"))
     assert none.out_dim == 8 and add.out_dim == 8 and cat.out_dim == 16
     assert torch.equal(none(h, x), h) and count_parameters(none) == 0
     torch.testing.assert_close(add(h, x), h + add.proj(x))

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from mmgnn.config import register_configs
+from mmgnn.config import group_options, register_configs
 from mmgnn.data.folder import write_folder
 from mmgnn.data.synthetic import make_synthetic
 from mmgnn.train.job import run_job
@@ -35,16 +35,23 @@ def compose_cfg(overrides):
         return compose("config", overrides=TINY + list(overrides))
 
 
-OPTIONS = [
-    [f"gnn={g}"] for g in ("gcn", "sage", "gat", "gatv2", "gin", "mlp")
-] + [
-    [f"skip={s}"] for s in ("none", "sum", "concat")
-] + [
-    [f"fusion={f}"] for f in ("concat", "gated", "xattn", "lowrank")
-] + [
-    [f"loss={l}"] for l in ("cosine", "infonce", "hardneg")
-] + [
-    ["train=joint"], ["graph=knn"], ["graph=full"], ["model.readout=attention", "gnn.norm=batch"],
+NOT_SWEPT = {"data": "data=folder needs a dataset folder: the folder tests below",
+             "debug": "debug=fast is part of TINY"}
+
+
+def every_other_option() -> list[list[str]]:
+    """``[group=option]`` for every option of every group in conf/config.yaml's defaults list
+    (and ``$MMGNN_CONFIG_PATH``) other than the default choice, which ``[]`` runs."""
+    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "config.yaml").defaults)
+    defaults = [entry for entry in defaults if isinstance(entry, dict)]
+    chosen = {group: option for entry in defaults for group, option in entry.items()}
+    return [[]] + [[f"{group}={option}"] for group, default in chosen.items() if group not in NOT_SWEPT
+                   for option in group_options(group) if option != default]
+
+
+OPTIONS = every_other_option() + [
+    ["graph/builder@graph.modalities.image=knn", "graph.modalities.image.k=3"],
+    ["model.readout=attention", "gnn.norm=batch"],
     ["model.projection=mlp", "model.readout=max"], ["model.projection=linear", "model.readout=sum"],
     ["fusion=xattn", "fusion.attend=all", "fusion.num_blocks=2"],
     ["loss=infonce", "loss.alignment.label_positives=true", "loss.alignment.queue_size=64"],
@@ -54,7 +61,7 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o))
+@pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o) or "defaults")
 def test_every_option_runs_end_to_end(overrides, tmp_path):
     cfg = compose_cfg(overrides)
     result = run_job(cfg, tmp_path)
@@ -98,7 +105,7 @@ def test_folder_dataset_with_other_modality_names(tmp_path, caplog):
         m.name = new
     write_folder(data, tmp_path / "ds")
     cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}", "train.stages.0.freeze=[]",
-                       "+graph.modalities.lyrics.builder=chain"])
+                       "+graph/builder@graph.modalities.lyrics=chain"])
     result = run_job(cfg, tmp_path / "run")
     assert np.isfinite(result.value)
     assert "which this dataset does not have" in caplog.text
@@ -106,16 +113,16 @@ def test_folder_dataset_with_other_modality_names(tmp_path, caplog):
 
 
 def test_folder_dataset_with_given_edges(tmp_path):
-    from mmgnn.data.graphs import GraphSpec, chain
+    from mmgnn.data.graphs import ChainGraph
 
     data = make_synthetic(n_items=90, seed=5)
     text = data.modalities["text"]
-    src, dst, edge_ptr = chain(text, GraphSpec("chain", window=1))
+    src, dst, edge_ptr = ChainGraph(window=1).edges(text)
     text.edge_index = np.stack([src.numpy(), dst.numpy()])
     text.edge_ptr = edge_ptr.numpy()
     write_folder(data, tmp_path / "ds")
     cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}",
-                       "data.modalities=[text,image,audio]", "graph.modalities.text.builder=given"])
+                       "data.modalities=[text,image,audio]", "graph/builder@graph.modalities.text=given"])
     result = run_job(cfg, tmp_path / "run")
     assert np.isfinite(result.value)
 

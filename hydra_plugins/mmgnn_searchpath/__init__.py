@@ -1,0 +1,1 @@
+"""Hydra search-path plugin: the folders in ``$MMGNN_CONFIG_PATH`` add config options."""
