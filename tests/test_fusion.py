@@ -2,24 +2,36 @@
 
 5 items x 3 modalities: item 0 has every modality, item 1 lacks the 2nd, item 2 has only the
 1st, item 3 lacks the 1st, item 4 has none (a degenerate item that must stay finite).
+
+The contract tests run on every option of the ``fusion`` config group (``conf/fusion/*.yaml``
+and ``$MMGNN_CONFIG_PATH``), each built from its YAML: a new fusion (one class + one YAML) is
+tested without editing this file.
 """
 from __future__ import annotations
 
+import functools
 import itertools
-import os
-
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
+from mmgnn.config import CONF_DIR, config_search_path, group_options
 from mmgnn.models import count_parameters
 from mmgnn.models.fusion import (
     ConcatFusion,
     CrossAttentionFusion,
     CrossModalBlock,
+    Fusion,
     GatedFusion,
     LowRankFusion,
+    masked_mean,
     presence_gates,
+    weighted_sum,
+    zero_missing,
 )
 
 B, M, D = 5, 3, 8
@@ -30,16 +42,39 @@ PRESENT = torch.tensor(
 # Real tokens per item and modality (0 where missing).
 COUNTS = torch.tensor([[4, 3, 5], [2, 0, 1], [1, 0, 0], [0, 3, 2], [0, 0, 0]])
 
-FUSIONS = {
-    "concat": lambda: ConcatFusion(M, D),
-    "gated": lambda: GatedFusion(M, D),
-    "xattn-pair": lambda: CrossAttentionFusion(M, D),
-    "xattn-pair-2blocks": lambda: CrossAttentionFusion(M, D, num_blocks=2),
-    "xattn-all": lambda: CrossAttentionFusion(M, D, attend="all"),
-    "lowrank": lambda: LowRankFusion(M, D, rank=3),
-}
+# Options of a fusion that change its structure, covered beside its YAML defaults.
+VARIANTS = {"xattn": [("num_blocks=2",), ("attend=all",)], "lowrank": [("rank=3",)]}
 
 
+def fusion_cases() -> list[tuple[str, tuple[str, ...]]]:
+    """(option of the fusion group, overrides of its fields): every option as its YAML has it,
+    then the :data:`VARIANTS`."""
+    options = group_options("fusion")
+    return [(name, ()) for name in options] + [
+        (name, overrides) for name in options for overrides in VARIANTS.get(name, [])
+    ]
+
+
+@functools.cache
+def fusion_config(name: str, overrides: tuple[str, ...] = ()) -> DictConfig:
+    """``conf/fusion/<name>.yaml`` (or one in ``$MMGNN_CONFIG_PATH``) composed by Hydra."""
+    GlobalHydra.instance().clear()
+    extra = ",".join(config_search_path()[1:])
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(
+            overrides=[f"+fusion={name}", f"hydra.searchpath=[{extra}]"] + [f"fusion.{o}" for o in overrides]
+        )
+    GlobalHydra.instance().clear()
+    return cfg.fusion
+
+
+def build(case: tuple[str, tuple[str, ...]], num_modalities: int = M) -> Fusion:
+    """The fusion of ``case`` as the run builds it: ``instantiate(cfg.fusion)(M, dim)``."""
+    return instantiate(fusion_config(*case))(num_modalities, D)
+
+
+CASES = fusion_cases()
+CASE_IDS = [" ".join((name,) + overrides) for name, overrides in CASES]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -68,10 +103,10 @@ def garbage_everywhere_unused(tokens, masks, pooled, present, seed: int = 1):
     return noisy_tokens, masks, noisy_pooled, present
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_shapes_gates_and_gradients(name):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_shapes_gates_and_gradients(case):
     torch.manual_seed(0)
-    fusion = FUSIONS[name]()
+    fusion = build(case)
     fused, gates = fusion(*make_inputs())
     assert fused.shape == (B, fusion.out_dim) and gates.shape == (B, M)
     assert torch.isfinite(fused).all() and torch.isfinite(gates).all()
@@ -83,12 +118,12 @@ def test_shapes_gates_and_gradients(name):
         assert param.grad is not None and torch.isfinite(param.grad).all(), pname
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_padding_and_missing_modalities_do_not_matter(name):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_padding_and_missing_modalities_do_not_matter(case):
     """Garbage in padded token positions, in the tokens of missing modalities and in their
     pooled rows leaves fused and gates exactly unchanged."""
     torch.manual_seed(0)
-    fusion = FUSIONS[name]().eval()
+    fusion = build(case).eval()
     inputs = make_inputs()
     with torch.no_grad():
         clean = fusion(*inputs)
@@ -96,12 +131,12 @@ def test_padding_and_missing_modalities_do_not_matter(name):
     assert torch.equal(clean[0], noisy[0]) and torch.equal(clean[1], noisy[1])
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_fused_depends_only_on_present_modalities(name):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_fused_depends_only_on_present_modalities(case):
     """Dropping a modality (present False) while its data stays equals never having had it;
     the remaining modalities still matter."""
     torch.manual_seed(0)
-    fusion = FUSIONS[name]().eval()
+    fusion = build(case).eval()
     tokens, masks, pooled, present = make_inputs()
     dropped = present.clone()
     dropped[0, 2] = False  # item 0 loses its 3rd modality; its tokens and pooled row stay
@@ -123,10 +158,10 @@ def test_fused_depends_only_on_present_modalities(name):
     assert not torch.allclose(kept_data[0][0], moved[0][0])
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_items_are_fused_independently(name):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_items_are_fused_independently(case):
     torch.manual_seed(0)
-    fusion = FUSIONS[name]().eval()
+    fusion = build(case).eval()
     tokens, masks, pooled, present = make_inputs()
     rows = [3, 0]
     # The sub-batch is padded to other lengths (shorter for modality 0, longer for 2).
@@ -143,14 +178,10 @@ def test_items_are_fused_independently(name):
     torch.testing.assert_close(full[1][rows], part[1], atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_two_modalities_and_a_modality_absent_from_the_batch(name):
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_two_modalities_and_a_modality_absent_from_the_batch(case):
     torch.manual_seed(0)
-    fusion_m2 = {
-        "concat": lambda: ConcatFusion(2, D),
-        "gated": lambda: GatedFusion(2, D),
-        "lowrank": lambda: LowRankFusion(2, D),
-    }.get(name, lambda: CrossAttentionFusion(2, D, attend="all" if "all" in name else "pair"))()
+    fusion_m2 = build(case, num_modalities=2)
     present = torch.tensor([[1, 0], [1, 0]], dtype=torch.bool)
     tokens = [torch.randn(2, 3, D), torch.zeros(2, 0, D)]  # modality 1: no node in the batch
     masks = [torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 0, dtype=torch.bool)]
@@ -266,3 +297,88 @@ def test_xattn_missing_source_stream_matches_target_alone():
         alone = fusion(emptied, masks, pooled, present)
     torch.testing.assert_close(base[0][2], alone[0][2], rtol=0, atol=0)
     assert torch.equal(base[1][2, 1:], torch.zeros(2))
+
+
+def test_every_fusion_of_the_config_group_is_tested_from_its_yaml():
+    """The case list is the config group: the four fusions, each built by its YAML's target."""
+    names = {name for name, _ in CASES}
+    assert {"concat", "gated", "lowrank", "xattn"} <= names
+    built = {name: type(build((name, ()))) for name in ("concat", "gated", "lowrank", "xattn")}
+    assert built == {
+        "concat": ConcatFusion, "gated": GatedFusion, "lowrank": LowRankFusion, "xattn": CrossAttentionFusion
+    }
+    assert build(("xattn", ("attend=all",))).attend == "all"
+    assert build(("lowrank", ("rank=3",))).rank == 3
+
+
+def test_a_fusion_added_by_config_path_joins_the_cases(tmp_path, monkeypatch):
+    (tmp_path / "fusion").mkdir()
+    (tmp_path / "fusion" / "deepconcat.yaml").write_text(
+        "_target_: mmgnn.models.fusion.ConcatFusion\n_partial_: true\nnum_layers: 3\n"
+    )
+    monkeypatch.setenv("MMGNN_CONFIG_PATH", str(tmp_path))
+    assert ("deepconcat", ()) in fusion_cases()
+    fusion = build(("deepconcat", ()))
+    assert isinstance(fusion, ConcatFusion) and sum(isinstance(l, torch.nn.Linear) for l in fusion.mlp) == 3
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_fusions_share_the_base_layout(case):
+    """Every fusion is a Fusion: input norms first, its own layers, the output norm last."""
+    fusion = build(case)
+    children = [n for n, _ in fusion.named_children()]
+    assert isinstance(fusion, Fusion) and fusion.num_modalities == M
+    assert children[0] == "in_norm" and len(fusion.in_norm.norms) == M
+    assert children[-1] == "out_norm" and fusion.out_norm.normalized_shape == (fusion.out_dim,)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_inputs_of_another_number_of_modalities_are_rejected(case):
+    fusion = build(case)
+    tokens, masks, pooled, present = make_inputs()
+    with pytest.raises(ValueError, match=rf"{type(fusion).__name__}: present must be \[B, 3\]"):
+        fusion(tokens, masks, pooled[:, :2], present[:, :2])
+    wrong = (tokens[:2], masks[:2], pooled, present) if fusion.reads_tokens else (tokens, masks, pooled[:, :2], present)
+    with pytest.raises(ValueError, match=type(fusion).__name__):
+        fusion(*wrong)
+
+
+class MeanFusion(Fusion):
+    """A minimal variant: the sum of the normalised pooled vectors, uniform gates."""
+
+    def __init__(self, num_modalities: int, dim: int) -> None:
+        super().__init__(num_modalities, dim)
+        self.out_norm = torch.nn.LayerNorm(dim)
+
+    def fuse(self, x, present):
+        return x.sum(dim=1), presence_gates(present)
+
+
+def test_the_base_normalises_masks_and_checks_for_a_new_variant():
+    torch.manual_seed(0)
+    fusion = MeanFusion(M, D)
+    with torch.no_grad():
+        for norm in fusion.in_norm.norms:
+            norm.bias.fill_(3.0)  # LayerNorm of a zero row is its bias: the base must zero it
+    tokens, masks, pooled, present = make_inputs()
+    fused, gates = fusion(*garbage_everywhere_unused(tokens, masks, pooled, present))
+    normed = torch.stack([fusion.in_norm.norms[m](pooled[:, m]) for m in range(M)], 1) * present.unsqueeze(-1)
+    expected = fusion.out_norm(normed.sum(1))
+    torch.testing.assert_close(fused, expected)
+    torch.testing.assert_close(gates, presence_gates(present))
+
+    class NoRule(Fusion):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoRule(M, D)
+
+
+def test_shared_helpers():
+    values = torch.tensor([[[1.0, 2.0], [float("nan"), 4.0], [5.0, 6.0]]])  # [1, 3, 2]
+    keep = torch.tensor([[True, False, True]])
+    assert torch.equal(zero_missing(values, keep), torch.tensor([[[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]]))
+    assert torch.equal(masked_mean(values, keep), torch.tensor([[3.0, 4.0]]))
+    assert torch.equal(masked_mean(values, torch.zeros_like(keep)), torch.zeros(1, 2))
+    weights = torch.tensor([[0.5, 0.0, 2.0]])
+    assert torch.equal(weighted_sum(weights, zero_missing(values, keep)), torch.tensor([[10.5, 13.0]]))

@@ -1,52 +1,14 @@
-"""ConcatFusion, plus the pieces every fusion shares (masked input LayerNorm, presence gates).
-
-Fusion interface (all of :mod:`mmgnn.models.fusion`): ``Fusion(num_modalities, dim, **options)``
-with ``.out_dim`` and ``forward(tokens, token_mask, pooled, present) -> (fused, gates)``:
-
-- ``tokens``: list of ``M`` float ``[B, L_m, dim]`` (node tokens, padded per batch),
-- ``token_mask``: list of ``M`` bool ``[B, L_m]``, True for real tokens of present modalities,
-- ``pooled``: float ``[B, M, dim]``, one vector per item and modality,
-- ``present``: bool ``[B, M]``, which modalities each item has,
-- ``fused``: float ``[B, out_dim]``; ``gates``: float ``[B, M]``, exactly 0 where not present.
-
-Every fusion zeroes the inputs of missing modalities before anything mixes them, so the fused
-embedding of an item depends only on the modalities it has.
-"""
+"""ConcatFusion: late fusion by concatenating the normalised pooled vectors."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from mmgnn.models.branch import make_activation
+from mmgnn.models.fusion.base import Fusion, presence_gates
 
 
-def presence_gates(present: torch.Tensor) -> torch.Tensor:
-    """Uniform gates over the present modalities: ``present / number present``.
-
-    Shapes: bool ``[B, M]`` -> float ``[B, M]`` (rows sum to 1; all-zero for an item
-    with no modality). The gates of fusions that weigh every present modality alike.
-    """
-    weights = present.float()
-    return weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
-
-
-class ModalityNorm(nn.Module):
-    """A LayerNorm per modality, then the rows of missing modalities set to exactly zero.
-
-    Shapes: ``forward(x, present)`` with ``x`` ``[B, M, dim]``, ``present`` bool ``[B, M]``
-    -> ``[B, M, dim]``. (Zeroing after the norm matters: LayerNorm of a zero row is its bias.)
-    """
-
-    def __init__(self, num_modalities: int, dim: int) -> None:
-        super().__init__()
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_modalities))
-
-    def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        normed = torch.stack([norm(x[:, m]) for m, norm in enumerate(self.norms)], dim=1)
-        return torch.where(present.unsqueeze(-1), normed, torch.zeros_like(normed))
-
-
-class ConcatFusion(nn.Module):
+class ConcatFusion(Fusion):
     """Late fusion by concatenation: ``LN(MLP([LN_1(p_1), ..., LN_M(p_M)]))``.
 
     Missing modalities enter as zero vectors. Gates are :func:`presence_gates`
@@ -62,7 +24,7 @@ class ConcatFusion(nn.Module):
         activation: activation name (see :data:`mmgnn.models.branch.ACTIVATIONS`).
         dropout: dropout between MLP layers.
 
-    Shapes: see the module docstring; uses ``pooled`` and ``present`` (not the tokens).
+    Shapes: see :mod:`mmgnn.models.fusion.base`; uses ``pooled`` and ``present`` (not the tokens).
     """
 
     def __init__(
@@ -75,12 +37,10 @@ class ConcatFusion(nn.Module):
         activation: str = "relu",
         dropout: float = 0.1,
     ) -> None:
-        super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        super().__init__(num_modalities, dim, out_dim)
         hidden_dim = hidden_dim or dim
-        self.out_dim = out_dim or dim
-        self.in_norm = ModalityNorm(num_modalities, dim)
         widths = [num_modalities * dim] + [hidden_dim] * (num_layers - 1) + [self.out_dim]
         layers: list[nn.Module] = []
         for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -90,12 +50,6 @@ class ConcatFusion(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.out_norm = nn.LayerNorm(self.out_dim)
 
-    def forward(
-        self,
-        tokens: list[torch.Tensor],
-        token_mask: list[torch.Tensor],
-        pooled: torch.Tensor,
-        present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.in_norm(pooled, present).flatten(1)
-        return self.out_norm(self.mlp(x)), presence_gates(present)
+    def fuse(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``[B, M, dim]`` -> MLP of its concatenation ``[B, out_dim]``, presence gates."""
+        return self.mlp(x.flatten(1)), presence_gates(present)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmgnn.models.fusion.concat import ModalityNorm
+from mmgnn.models.fusion.base import Fusion, weighted_sum, zero_missing
 
 
-class GatedFusion(nn.Module):
+class GatedFusion(Fusion):
     """GMU over ``M`` modalities with one scalar gate per modality.
 
     With ``x_m = LN_m(p_m)`` (zero for a missing modality):
@@ -22,29 +22,19 @@ class GatedFusion(nn.Module):
         dim: size of each pooled vector and of the output.
         dropout: dropout on each ``h_m``.
 
-    Shapes: see :mod:`mmgnn.models.fusion.concat`; uses ``pooled`` and ``present``.
+    Shapes: see :mod:`mmgnn.models.fusion.base`; uses ``pooled`` and ``present``.
     Returns ``gates = z`` ``[B, M]``.
     """
 
     def __init__(self, num_modalities: int, dim: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.out_dim = dim
-        self.in_norm = ModalityNorm(num_modalities, dim)
+        super().__init__(num_modalities, dim)
         self.transforms = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_modalities))
         self.gate = nn.Linear(num_modalities * dim, num_modalities)
         self.drop = nn.Dropout(dropout)
         self.out_norm = nn.LayerNorm(dim)
 
-    def forward(
-        self,
-        tokens: list[torch.Tensor],
-        token_mask: list[torch.Tensor],
-        pooled: torch.Tensor,
-        present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.in_norm(pooled, present)  # [B, M, D]
+    def fuse(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``[B, M, dim]`` -> ``sum_m z_m h_m`` ``[B, dim]``, ``z`` ``[B, M]``."""
         h = torch.stack([torch.tanh(t(x[:, m])) for m, t in enumerate(self.transforms)], dim=1)
-        z = torch.sigmoid(self.gate(x.flatten(1)))
-        z = torch.where(present, z, torch.zeros_like(z))
-        fused = (z.unsqueeze(-1) * self.drop(h)).sum(dim=1)
-        return self.out_norm(fused), z
+        z = zero_missing(torch.sigmoid(self.gate(x.flatten(1))), present)
+        return weighted_sum(z, self.drop(h)), z

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmgnn.models.fusion.concat import ModalityNorm, presence_gates
+from mmgnn.models.fusion.base import Fusion, presence_gates
 
 
-class LowRankFusion(nn.Module):
+class LowRankFusion(Fusion):
     """Tensor fusion of ``[x_m, 1]`` over modalities, with rank-``r`` modality factors.
 
     With ``x_m = LN_m(p_m)`` (zero for a missing modality) and ``z_m = [x_m, 1]``
@@ -27,28 +27,19 @@ class LowRankFusion(nn.Module):
 
     Factors are drawn from ``N(0, 1 / (dim + 1))`` so that every ``z_m W_m^(i)`` has about unit
     variance at init (the product over ``M`` modalities neither vanishes nor explodes).
-    Shapes: see :mod:`mmgnn.models.fusion.concat`; uses ``pooled`` and ``present``.
+    Shapes: see :mod:`mmgnn.models.fusion.base`; uses ``pooled`` and ``present``.
     """
 
     def __init__(self, num_modalities: int, dim: int, rank: int = 4, out_dim: int | None = None) -> None:
-        super().__init__()
-        self.out_dim = out_dim or dim
+        super().__init__(num_modalities, dim, out_dim)
         self.rank = rank
-        self.in_norm = ModalityNorm(num_modalities, dim)
         self.factors = nn.Parameter(torch.randn(num_modalities, rank, dim + 1, self.out_dim) / (dim + 1) ** 0.5)
         self.rank_weights = nn.Parameter(torch.full((rank,), 1.0 / rank))
         self.bias = nn.Parameter(torch.zeros(self.out_dim))
         self.out_norm = nn.LayerNorm(self.out_dim)
 
-    def forward(
-        self,
-        tokens: list[torch.Tensor],
-        token_mask: list[torch.Tensor],
-        pooled: torch.Tensor,
-        present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.in_norm(pooled, present)
+    def fuse(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``[B, M, dim]`` -> the rank-``r`` tensor fusion ``[B, out_dim]``, presence gates."""
         z = torch.cat([x, x.new_ones(*x.shape[:2], 1)], dim=-1)  # [B, M, D + 1]
         factors = torch.einsum("bmd,mrdo->bmro", z, self.factors)  # [B, M, r, out]
-        fused = torch.einsum("r,bro->bo", self.rank_weights, factors.prod(dim=1)) + self.bias
-        return self.out_norm(fused), presence_gates(present)
+        return torch.einsum("r,bro->bo", self.rank_weights, factors.prod(dim=1)) + self.bias, presence_gates(present)

@@ -5,18 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmgnn.models.fusion.concat import ModalityNorm
+from mmgnn.models.fusion.base import Fusion, Tokens, masked_mean, weighted_sum, zero_missing
 
 ATTEND = ("pair", "all")
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid tokens: ``x`` ``[B, L, D]``, ``mask`` bool ``[B, L]`` -> ``[B, D]``.
-
-    Rows without a valid token give zeros.
-    """
-    x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))
-    return x.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
 
 
 class CrossModalBlock(nn.Module):
@@ -54,7 +45,7 @@ class CrossModalBlock(nn.Module):
         update, _ = self.attn(
             self.norm_target(target), source, source, key_padding_mask=ignore, need_weights=False
         )
-        update = torch.where(has_source[:, None, None], update, torch.zeros_like(update))
+        update = zero_missing(update, has_source)
         h = target + self.drop(update)
         return h + self.drop(self.ff(self.norm_ff(h)))
 
@@ -76,18 +67,12 @@ class CrossModalTransformer(nn.Module):
         return target
 
 
-def _at_least_one_token(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad ``[B, 0, D]`` tokens (modality absent from the whole batch) to one masked zero token."""
-    if tokens.shape[1]:
-        return tokens, mask
-    return tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2]), mask.new_zeros(mask.shape[0], 1)
-
-
-class CrossAttentionFusion(nn.Module):
+class CrossAttentionFusion(Fusion):
     """MulT-style fusion of the modalities' node tokens.
 
     1. Tokens of each modality: per-modality LayerNorm; padded tokens and the tokens of missing
-       modalities set to zero and masked (never attended to).
+       modalities set to zero and masked (never attended to); a modality without a token in the
+       batch gets one masked zero token (:meth:`~mmgnn.models.fusion.base.ModalityNorm.tokens`).
     2. ``attend="pair"``: one :class:`CrossModalTransformer` per ordered pair ``(source ->
        target)``, ``M (M - 1)`` in all (6 for 3 modalities); the target's ``M - 1`` outputs are
        concatenated per token and projected back to ``dim`` (MulT concatenates the crossmodal
@@ -109,8 +94,10 @@ class CrossAttentionFusion(nn.Module):
         ff_mult: feed-forward width as a multiple of ``dim``.
         dropout: dropout in attention, feed-forward and on residual branches.
 
-    Shapes: see :mod:`mmgnn.models.fusion.concat`.
+    Shapes: see :mod:`mmgnn.models.fusion.base`.
     """
+
+    reads_tokens = True
 
     def __init__(
         self,
@@ -122,15 +109,12 @@ class CrossAttentionFusion(nn.Module):
         ff_mult: int = 2,
         dropout: float = 0.1,
     ) -> None:
-        super().__init__()
         if attend not in ATTEND:
             raise ValueError(f"attend must be one of {ATTEND}, got {attend!r}")
         if num_modalities < 2:
             raise ValueError(f"cross-attention needs >= 2 modalities, got {num_modalities}")
+        super().__init__(num_modalities, dim)
         self.attend = attend
-        self.num_modalities = num_modalities
-        self.out_dim = dim
-        self.in_norm = ModalityNorm(num_modalities, dim)
         if attend == "pair":
             self.directions = [(t, s) for t in range(num_modalities) for s in range(num_modalities) if s != t]
         else:
@@ -146,20 +130,9 @@ class CrossAttentionFusion(nn.Module):
         self.gates = nn.ModuleList(nn.Linear(dim, 1) for _ in range(num_modalities))
         self.out_norm = nn.LayerNorm(dim)
 
-    def forward(
-        self,
-        tokens: list[torch.Tensor],
-        token_mask: list[torch.Tensor],
-        pooled: torch.Tensor,
-        present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, masks = [], []
-        for m, (tok, mask) in enumerate(zip(tokens, token_mask)):
-            tok, mask = _at_least_one_token(tok, mask & present[:, m : m + 1])
-            tok = self.in_norm.norms[m](tok)
-            xs.append(torch.where(mask.unsqueeze(-1), tok, torch.zeros_like(tok)))
-            masks.append(mask)
-
+    def fuse(self, x: Tokens, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised tokens -> ``sum_m g_m v_m`` ``[B, dim]``, gates ``g`` ``[B, M]``."""
+        xs, masks = x
         outputs: list[list[torch.Tensor]] = [[] for _ in range(self.num_modalities)]
         for (t, s), stream in zip(self.directions, self.streams):
             if s is None:
@@ -177,6 +150,5 @@ class CrossAttentionFusion(nn.Module):
             pooled_targets.append(v)
             gates.append(torch.sigmoid(self.gates[t](v)).squeeze(-1))
         v = torch.stack(pooled_targets, dim=1)  # [B, M, D]
-        g = torch.stack(gates, dim=1)
-        g = torch.where(present, g, torch.zeros_like(g))
-        return self.out_norm((g.unsqueeze(-1) * v).sum(dim=1)), g
+        g = zero_missing(torch.stack(gates, dim=1), present)
+        return weighted_sum(g, v), g
