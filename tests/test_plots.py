@@ -1,7 +1,8 @@
 """The PNG plots every tracked run logs are written and are real images."""
 import numpy as np
+import pandas as pd
 
-from mmgnn.tracking import plots
+from mmgnn.analysis import plots, stats
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -18,6 +19,23 @@ def test_every_plot_writes_a_png(tmp_path):
         plots.learning_curves(history, "val/retrieval/mean_recall", tmp_path / "curves.png"),
         plots.similarity_matrix(q, q, ("text", "image"), tmp_path / "sim.png"),
         plots.gate_distribution(gates, present, ("text", "image", "audio"), tmp_path / "gates.png"),
+    ]
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000
+
+
+def test_sweep_plots_write_pngs(tmp_path):
+    """The report's rank and effect plots live in the same module and write real PNGs."""
+    runs = pd.DataFrame({"status": "FINISHED", "fusion": ["concat", "gated", "xattn"] * 2,
+                         "seed": ["0"] * 3 + ["1"] * 3,
+                         "metrics.test/fused/acc": [0.3, 0.4, 0.9, 0.35, 0.3, 0.95]})
+    ranks = stats.group_ranks(runs, ["fusion"], "fusion", "test/fused/acc")
+    effects = stats.effects_table(runs, ["fusion"], "test/fused/acc", {"fusion": "concat"}, n_boot=50)
+    paths = [
+        plots.plot_ranks(ranks, "fusion", ["concat", "gated", "xattn"], "test/fused/acc",
+                         tmp_path / "ranks.png"),
+        plots.plot_effects(effects, "fusion", "test/fused/acc", tmp_path / "effects.png"),
     ]
     for path in paths:
         data = path.read_bytes()

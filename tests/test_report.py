@@ -9,6 +9,7 @@ for the rank view (with a tie).
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,7 +18,8 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from experiments import report as rp
+from experiments import report as cli
+from mmgnn import analysis as rp
 
 EXPERIMENT = "ablate_demo"
 RECALL = "test/retrieval/mean_recall"
@@ -146,7 +148,7 @@ def test_parse_overrides():
         "experiment": "a", "x.y": "3", "skip": "none", "seed": "1"}
     assert rp.parse_overrides("(defaults)") == {}
     assert rp.parse_overrides(None) == {}
-    assert rp._match_level("0.003", {"3e-3", "1e-3"}) == "3e-3"  # a reused run's param spelling
+    assert rp.match_level("0.003", {"3e-3", "1e-3"}) == "3e-3"  # a reused run's param spelling
     assert rp.level_order(["10", "9", "x"]) == ["10", "9", "x"]
     assert rp.level_order(["10", "9", "0.5"], baseline="9") == ["9", "0.5", "10"]
 
@@ -241,7 +243,7 @@ def test_bootstrap_and_markdown_helpers():
 
 
 def test_cli_latest_sweep_report_and_artifacts(store, capsys):
-    report = rp.main(["--experiment", EXPERIMENT, "--tracking-uri", store["uri"]])
+    report = cli.main(["--experiment", EXPERIMENT, "--tracking-uri", store["uri"]])
     out_dir = store["tmp"] / "sweep1" / "report"  # the latest sweep's folder, not sweep0
     assert report.path == out_dir / "report.md"
     printed = capsys.readouterr().out
@@ -269,10 +271,10 @@ def test_cli_latest_sweep_report_and_artifacts(store, capsys):
 
 def test_cli_parent_out_metrics_baseline(store, tmp_path):
     out = tmp_path / "rep"
-    report = rp.main(["--parent", store["old"], "--tracking-uri", store["uri"], "--no-log",
+    report = cli.main(["--parent", store["old"], "--tracking-uri", store["uri"], "--no-log",
                       "--out", str(out)])  # the earlier sweep: one run, no factor
     assert report.path == out / "report.md" and "All 1 runs finished." in report.path.read_text()
-    report = rp.main(["--parent", store["parent"], "--tracking-uri", store["uri"], "--no-log",
+    report = cli.main(["--parent", store["parent"], "--tracking-uri", store["uri"], "--no-log",
                       "--out", str(out), "--metrics", f"{ACC},nope/x", "--baseline", "skip=sum"])
     text = report.path.read_text()
     assert f"primary metric: `{ACC}`" in text and "nope/x" in text
@@ -286,7 +288,7 @@ def test_cli_parent_out_metrics_baseline(store, tmp_path):
 
 
 def test_no_finished_runs_is_a_report(store, tmp_path):
-    report = rp.main(["--experiment", "all_failed", "--tracking-uri", store["uri"], "--no-log",
+    report = cli.main(["--experiment", "all_failed", "--tracking-uri", store["uri"], "--no-log",
                       "--out", str(tmp_path)])
     text = report.path.read_text()
     assert "No finished runs" in text and "duplicate item_id" in text
@@ -294,7 +296,7 @@ def test_no_finished_runs_is_a_report(store, tmp_path):
 
 
 def test_sweep_without_runs_is_a_report(store, tmp_path):
-    report = rp.main(["--experiment", "empty_sweep", "--tracking-uri", store["uri"], "--no-log",
+    report = cli.main(["--experiment", "empty_sweep", "--tracking-uri", store["uri"], "--no-log",
                       "--out", str(tmp_path)])
     assert "The sweep has no runs." in report.path.read_text()
 
@@ -309,5 +311,136 @@ def test_sweep_without_runs_is_a_report(store, tmp_path):
 def test_cli_errors(store, argv, message):
     argv = [store["parent"] if a == "PLACEHOLDER" else a for a in argv]
     with pytest.raises(SystemExit) as error:
-        rp.main([*argv, "--tracking-uri", store["uri"], "--no-log", "--out", str(store["tmp"] / "x")])
+        cli.main([*argv, "--tracking-uri", store["uri"], "--no-log", "--out", str(store["tmp"] / "x")])
     assert message in str(error.value.code)
+
+
+# ----------------------------------------------------------------------------- sweep files
+DETAIL = "test/group/g1/retrieval/map"  # a detailed key that no run logs as an MLflow metric
+DETAIL_VALUES = {("none", 0): 0.40, ("none", 1): 0.50, ("sum", 0): 0.70, ("sum", 1): 0.80}
+
+
+def _metrics_csv(folder, rows):
+    """A run's ``metrics.csv`` in the tracking contract's layout."""
+    path = folder / "metrics.csv"
+    pd.DataFrame([{"key": k, "split": k.split("/")[0], "metric": k.rsplit("/", 1)[-1], "query": "",
+                   "gallery": "", "group": "", "condition": "", "value": v} for k, v in rows.items()]
+                 ).to_csv(path, index=False)
+    return path
+
+
+def _small_sweep(store, name, parent_tags=None):
+    """A new experiment in ``store`` with a parent run tagged as a sweep: (client, exp id, parent)."""
+    client, tmp = store["client"], store["tmp"] / name
+    exp_id = client.create_experiment(name, artifact_location=(tmp / "art").as_uri())
+    parent = _run(client, exp_id, "sweep", {**_sweep_tags(tmp / "sweep", f"{name}/d/0"),
+                                            **(parent_tags or {})}, T0)
+    return client, exp_id, parent
+
+
+def _child(client, exp_id, parent, skip, seed, start, status="FINISHED", metrics=None):
+    tags = {"mlflow.parentRunId": parent, "mmgnn.overrides": f"skip={skip} seed={seed}"}
+    if status == "FAILED":
+        tags["mmgnn.error"] = "RuntimeError: boom"
+    return _run(client, exp_id, f"gat-{skip}-s{seed}", tags, start, status=status, metrics=metrics,
+                params=_job_params(skip, "concat", seed))
+
+
+def test_metrics_not_logged_to_mlflow_come_from_the_metrics_csv_artifact(store, tmp_path, monkeypatch):
+    client, exp_id, parent = _small_sweep(store, "detail_demo")
+    finished = {}
+    for i, (skip, seed) in enumerate(DETAIL_VALUES):
+        rid = _child(client, exp_id, parent, skip, seed, T0 + 1000 * (i + 1),
+                     metrics={RECALL: recall(skip, "concat", seed)})
+        if (skip, seed) != ("sum", 1):  # an older run without the artifact keeps no value
+            folder = tmp_path / rid
+            folder.mkdir()
+            # the logged MLflow metric wins over the table's (here deliberately different) value
+            client.log_artifact(rid, str(_metrics_csv(folder, {DETAIL: DETAIL_VALUES[skip, seed],
+                                                               RECALL: 99.0})))
+        finished[rid] = (skip, seed)
+    failed = _child(client, exp_id, parent, "sum", 2, T0 + 9000, status="FAILED")
+    (tmp_path / failed).mkdir()
+    client.log_artifact(failed, str(_metrics_csv(tmp_path / failed, {DETAIL: 5.0})))
+
+    downloads = []
+    original = MlflowClient.download_artifacts
+
+    def counted(self, run_id, path, dst_path=None):
+        downloads.append((run_id, path))
+        return original(self, run_id, path, dst_path)
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", counted)
+    out = tmp_path / "rep"
+    report = cli.main(["--parent", parent, "--tracking-uri", store["uri"], "--no-log", "--out", str(out),
+                       "--metrics", f"{DETAIL},{RECALL}"])
+    # one download per finished run that has the artifact; none for the failed run
+    assert sorted(downloads) == sorted((rid, "metrics.csv") for rid, key in finished.items()
+                                       if key != ("sum", 1))
+    table = pd.read_csv(out / "ablation.csv").set_index("skip")
+    assert table.loc["none", f"{DETAIL}:mean"] == pytest.approx(0.45)
+    assert table.loc["none", f"{DETAIL}:n"] == 2 and table.loc["sum", f"{DETAIL}:n"] == 1
+    assert table.loc["sum", f"{DETAIL}:mean"] == pytest.approx(0.70)
+    assert table.loc["none", f"{RECALL}:mean"] == pytest.approx(0.505)  # MLflow's, not 99
+    assert list(table.index) == ["sum", "none"]  # best first by the detailed primary metric
+    text = report.path.read_text()
+    assert f"primary metric: `{DETAIL}`" in text
+    assert "| none | 2 | 0.4500 ± 0.0707 (2) | 0.5050 ± 0.0071 (2) |" in text
+    assert "| sum | 2 | 0.7000 ± – (1) | 0.6050 ± 0.0071 (2) |" in text
+
+
+def test_a_malformed_metrics_csv_is_named(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("key,value\ntest/a,0.5\ntest/b,high\n")
+    with pytest.raises(rp.ReportError, match=r"run r1: metrics.csv row 3: value 'high' of 'test/b'"):
+        rp.read_metrics_csv(path, "run r1")
+    path.write_text("name,value\ntest/a,0.5\n")
+    with pytest.raises(rp.ReportError, match="lacks the column"):
+        rp.read_metrics_csv(path, "run r1")
+    path.write_text("key,value\ntest/a,0.5\ntest/b,nan\n")
+    assert rp.read_metrics_csv(path).to_dict() == {"test/a": 0.5}
+
+
+def test_jobs_that_failed_before_their_run_existed_are_listed_and_counted(store, tmp_path):
+    client, exp_id, parent = _small_sweep(store, "unstarted_demo", {"mmgnn.expected_jobs": "5"})
+    for i, skip in enumerate(("none", "sum")):
+        _child(client, exp_id, parent, skip, 0, T0 + 1000 * (i + 1), metrics={RECALL: 0.5 + 0.1 * i})
+    _child(client, exp_id, parent, "none", 1, T0 + 5000, status="FAILED")
+    jobs = [{"job": 3, "overrides": ["skip=concat", "seed=0"], "error": "ValueError: bad graph"},
+            # the failed run above: recorded already, not listed twice
+            {"job": 2, "overrides": ["skip=none", "seed=1"], "error": "RuntimeError: boom"}]
+    (tmp_path / "failed_jobs.json").write_text(json.dumps(jobs))
+    client.log_artifact(parent, str(tmp_path / "failed_jobs.json"))
+
+    runs = rp.load_runs(client, parent)
+    assert len(runs) == 4
+    unstarted = runs[runs["source"] == "no_run"].iloc[0]
+    assert (unstarted["run_name"], unstarted["status"], unstarted["skip"], unstarted["seed"]) == (
+        "job 3", "FAILED", "concat", "0")
+    report = rp.report_sweep(client, parent, out=tmp_path / "rep")  # logs to the parent run
+    text = report.path.read_text()
+    assert "**2 of 4 jobs did not finish (FAILED 2)" in text
+    assert "**1 of the 5 jobs the sweep launched left no record.**" in text
+    assert "- runs: 3 (FINISHED 2, FAILED 1); reused from earlier sweeps: 0" in text
+    assert ("- jobs: 5 expected, 3 with an MLflow run, 1 without one (failed before their run "
+            "existed, or never launched), 1 without any record") in text
+    failed = (tmp_path / "rep" / "failed.md").read_text()
+    assert "| job 3 | FAILED | `skip=concat seed=0` | ValueError: bad graph | (no run) |" in failed
+    assert "2 of 4 jobs did not finish" in failed and failed.count("RuntimeError: boom") == 1
+    assert pd.read_csv(tmp_path / "rep" / "ablation.csv")[f"{RECALL}:n"].sum() == 2
+    logged = client.get_run(parent)
+    assert logged.data.tags["mlflow.note.content"].startswith("| skip | runs |")
+    assert "report/failed.md" in {a.path for a in client.list_artifacts(parent, "report")}
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"job": 1}', "must be a list of jobs"),
+    ('[{"job": "1", "overrides": [], "error": ""}]', "entry 0: expected"),
+    ("[", "is not JSON"),
+])
+def test_a_malformed_failed_jobs_file_is_named(store, tmp_path, content, message):
+    client, _, parent = _small_sweep(store, f"bad_jobs_{len(content)}")
+    (tmp_path / "failed_jobs.json").write_text(content)
+    client.log_artifact(parent, str(tmp_path / "failed_jobs.json"))
+    with pytest.raises(rp.ReportError, match=f"run {parent}: failed_jobs.json.*{message}"):
+        rp.load_runs(client, parent)
