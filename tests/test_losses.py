@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,6 +47,9 @@ def reference_contrastive(
 ):
     """Loop-by-loop float64 InfoNCE (``hard=None``) or hard-negative InfoNCE (``hard=dict``).
 
+    ``hard``: ``beta``, ``tau_plus``, ``gamma`` and optionally ``beta_scale`` (logit) and
+    ``cross_group_topk`` (0); the loop adds ``floor_hits`` and ``anchors`` (with negatives).
+
     ``queue``: ``(emb dict [Q, D], present [Q, M], labels [Q], groups [Q])`` extra keys.
     """
     names = list(emb)
@@ -81,7 +85,12 @@ def reference_contrastive(
                 continue
             negs = [(s, l, key[3]) for s, l, p, key in zip(sims, logits, is_pos, keys) if not p]
             n = len(negs)
-            u = [math.exp(hard["beta"] * s) * (hard["gamma"] if gj != gi else 1.0) for s, _, gj in negs]
+            beta_scale = scale if hard.get("beta_scale", "logit") == "logit" else 1.0
+            other = sorted((-s for s, _, gj in negs if gj != gi))  # most similar first
+            topk = hard.get("cross_group_topk", 0)
+            cutoff = -other[min(topk, len(other)) - 1] if other and topk else -math.inf
+            u = [math.exp(hard["beta"] * beta_scale * s)
+                 * (hard["gamma"] if gj != gi and s >= cutoff else 1.0) for s, _, gj in negs]
             w = [x / (sum(u) / n) for x in u] if n else []
             pos_exp = [math.exp(l) for l in pos_logits]
             pos_mean = sum(pos_exp) / len(pos_exp)
@@ -91,7 +100,9 @@ def reference_contrastive(
                 n * math.exp(-scale),
             )
             hard.setdefault("floor_hits", 0)
+            hard.setdefault("anchors", 0)
             hard["floor_hits"] += n > 0 and ng == n * math.exp(-scale)
+            hard["anchors"] += n > 0
             denominator = sum(pos_exp) + ng
             losses.append(-sum(math.log(p / denominator) for p in pos_exp) / len(pos_exp))
         if losses:
@@ -252,8 +263,9 @@ def test_queue_size_must_be_a_multiple_of_the_batch_size():
         queue.enqueue({"text": e, "image": e}, torch.ones(4, 2, dtype=torch.bool))
 
 
+@pytest.mark.filterwarnings("ignore:HardNegativeInfoNCE. tau_plus")
 @pytest.mark.parametrize("mode", CONTRASTIVE_MODES)
-@pytest.mark.parametrize("hard", [None, dict(beta=1.0, tau_plus=0.1, gamma=2.0)])
+@pytest.mark.parametrize("hard", [None, dict(beta=0.5, tau_plus=0.05, gamma=2.0, cross_group_topk=2)])
 def test_queue_adds_keys_like_the_reference_and_changes_the_loss(mode, hard):
     first = make_batch(seed=1)
     second = make_batch(seed=2)
@@ -286,48 +298,115 @@ def test_queue_is_neither_used_nor_filled_in_eval_mode():
 
 # ----------------------------------------------------------------------------- hard negatives
 @pytest.mark.parametrize("mode", CONTRASTIVE_MODES)
-def test_hardneg_without_hardness_debiasing_or_groups_equals_infonce(mode):
+@pytest.mark.parametrize("beta_scale", ["logit", "cosine"])
+def test_hardneg_at_neutral_values_equals_infonce(mode, beta_scale):
     batch = make_batch()
-    hard = HardNegativeInfoNCE(temperature=0.1, beta=0.0, tau_plus=0.0, gamma=1.0, **mode)
-    assert torch.allclose(hard(*batch), InfoNCE(temperature=0.1, **mode)(*batch), atol=1e-6)
+    hard = HardNegativeInfoNCE(temperature=0.1, beta=0.0, beta_scale=beta_scale, tau_plus=0.0,
+                               gamma=1.0, cross_group_topk=3, **mode)
+    value = hard(*batch)
+    assert torch.allclose(value, InfoNCE(temperature=0.1, **mode)(*batch), atol=1e-6)
+    assert hard.diagnostics["hardneg/floor_share"].item() == 0.0
+    assert hard.diagnostics["hardneg/weight_entropy"].item() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_negative_weights_follow_their_formula():
-    loss = HardNegativeInfoNCE(beta=2.0, gamma=3.0)
-    sims = torch.tensor([[0.5, 0.2, -0.4, 0.9], [0.1, 0.3, 0.0, 0.0]])
-    neg = torch.tensor([[False, True, True, True], [True, True, False, False]])
-    weights = loss.negative_weights(sims, neg, torch.tensor([0, 1]), torch.tensor([0, 0, 1, 1]))
-    # anchor 0 (group 0): u = exp(2*0.2), 3*exp(2*-0.4), 3*exp(2*0.9); w = u / mean(u)
-    u0 = [math.exp(0.4), 3 * math.exp(-0.8), 3 * math.exp(1.8)]
-    # anchor 1 (group 1): both negatives are of group 0
-    u1 = [3 * math.exp(0.2), 3 * math.exp(0.6)]
+    sims = torch.tensor([[0.5, 0.2, -0.4, 0.9, 0.1], [0.1, 0.3, 0.0, 0.0, 0.0]])
+    neg = torch.tensor([[False, True, True, True, True], [True, True, False, False, False]])
+    anchor_groups, key_groups = torch.tensor([0, 1]), torch.tensor([0, 0, 1, 1, 1])
+    # anchor 0 (group 0), logit scale s=10, beta=0.2: exponent beta*s*cos = 2*cos; other-group
+    # negatives are keys 2, 3, 4 (cos -0.4, 0.9, 0.1): top-1 is key 3, the only one with gamma
+    loss = HardNegativeInfoNCE(beta=0.2, gamma=3.0, cross_group_topk=1)
+    weights = loss.negative_weights(sims, neg, anchor_groups, key_groups, scale=10.0)
+    u0 = [math.exp(0.4), math.exp(-0.8), 3 * math.exp(1.8), math.exp(0.2)]
+    # anchor 1 (group 1): both negatives are of group 0; top-1 is key 1 (cos 0.3)
+    u1 = [math.exp(0.2), 3 * math.exp(0.6)]
     expected = torch.tensor([
-        [0.0] + [x / (sum(u0) / 3) for x in u0],
-        [x / (sum(u1) / 2) for x in u1] + [0.0, 0.0],
+        [0.0] + [x / (sum(u0) / 4) for x in u0],
+        [x / (sum(u1) / 2) for x in u1] + [0.0, 0.0, 0.0],
     ])
-    assert torch.allclose(weights, expected, atol=1e-6)
+    assert torch.allclose(weights, expected, atol=1e-5)
     assert torch.allclose(weights.sum(dim=1), neg.sum(dim=1).float())
+    # cross_group_topk=0: gamma on every other-group negative; cosine scale: beta * cos
+    loss = HardNegativeInfoNCE(beta=2.0, beta_scale="cosine", gamma=3.0, cross_group_topk=0)
+    weights = loss.negative_weights(sims, neg, anchor_groups, key_groups, scale=10.0)
+    u0 = [math.exp(0.4), 3 * math.exp(-0.8), 3 * math.exp(1.8), 3 * math.exp(0.2)]
+    assert torch.allclose(weights[0, 1:], torch.tensor([x / (sum(u0) / 4) for x in u0]), atol=1e-5)
 
 
+HARD_SETTINGS = [
+    dict(beta=1.5, tau_plus=0.1, gamma=2.0, beta_scale="cosine", cross_group_topk=0),
+    dict(beta=0.5, tau_plus=0.0, gamma=3.0, beta_scale="logit", cross_group_topk=2),
+    dict(beta=0.3, tau_plus=0.2, gamma=0.5, beta_scale="logit", cross_group_topk=0),
+]
+
+
+@pytest.mark.filterwarnings("ignore:HardNegativeInfoNCE. tau_plus")
 @pytest.mark.parametrize("mode", CONTRASTIVE_MODES)
-def test_hardneg_matches_reference(mode):
+@pytest.mark.parametrize("params", HARD_SETTINGS)
+def test_hardneg_matches_reference(mode, params):
     batch = make_batch()
-    params = dict(beta=1.5, tau_plus=0.1, gamma=2.0)
-    loss = HardNegativeInfoNCE(temperature=0.5, **params, **mode)(*batch)
-    expected = reference_contrastive(*batch, scale=2.0, hard=dict(params), **mode)
+    loss_fn = HardNegativeInfoNCE(temperature=0.5, **params, **mode)
+    loss = loss_fn(*batch)
+    reference = dict(params)
+    expected = reference_contrastive(*batch, scale=2.0, hard=reference, **mode)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+    share = reference["floor_hits"] / reference["anchors"]
+    assert loss_fn.diagnostics["hardneg/floor_share"].item() == pytest.approx(share)
 
 
 def test_hardneg_debiasing_floor_and_large_logit_scale_stay_exact():
     batch = make_batch()
-    params = dict(beta=1.0, tau_plus=0.9, gamma=2.0)
-    loss_fn = HardNegativeInfoNCE(temperature=0.01, **params, pairing="label")
+    params = dict(beta=0.01, tau_plus=0.9, gamma=2.0, cross_group_topk=1, floor_warn_share=1.0)
+    with pytest.warns(UserWarning, match="known to have another label"):
+        loss_fn = HardNegativeInfoNCE(temperature=0.01, **params, pairing="label")
     value = loss_fn(*batch)
-    reference = dict(params)
+    reference = {k: v for k, v in params.items() if k != "floor_warn_share"}
     expected = reference_contrastive(*batch, scale=100.0, hard=reference, pairing="label")
-    assert reference["floor_hits"] > 0  # the max(., N e^{-1/t}) branch is exercised
+    assert 0 < reference["floor_hits"] < reference["anchors"]  # both branches of the max
     assert torch.isfinite(value)
     assert value.item() == pytest.approx(expected, rel=1e-4)
+    share = reference["floor_hits"] / reference["anchors"]
+    assert loss_fn.diagnostics["hardneg/floor_share"].item() == pytest.approx(share)
+
+
+def test_floor_warning_is_issued_once_per_training_epoch():
+    batch = make_batch()
+    loss_fn = HardNegativeInfoNCE(temperature=0.01, beta=0.0, tau_plus=0.9, floor_warn_share=0.1)
+    loss_fn.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_fn(*batch)  # evaluation: no warning
+    loss_fn.train()
+    with pytest.warns(RuntimeWarning, match="sit at the floor") as caught:
+        loss_fn(*batch)
+        loss_fn(*batch)
+    assert len([w for w in caught if "floor" in str(w.message)]) == 1
+    assert loss_fn.diagnostics["hardneg/floor_share"].item() > 0.1
+    loss_fn.set_epoch(1)
+    with pytest.warns(RuntimeWarning, match="epoch 2"):
+        loss_fn(*batch)
+
+
+def test_larger_beta_concentrates_the_weights():
+    batch = make_batch()
+    entropies, top1 = [], []
+    for beta in (0.0, 0.5, 2.0, 8.0):
+        loss_fn = HardNegativeInfoNCE(temperature=0.1, beta=beta, gamma=1.0)
+        loss_fn(*batch)
+        entropies.append(loss_fn.diagnostics["hardneg/weight_entropy"].item())
+        top1.append(loss_fn.diagnostics["hardneg/top1_weight"].item())
+    assert entropies[0] == pytest.approx(1.0, abs=1e-5)
+    assert all(x > y for x, y in zip(entropies, entropies[1:]))
+    assert all(x < y for x, y in zip(top1, top1[1:])) and top1[-1] > 0.9
+
+
+@pytest.mark.parametrize("bad", [dict(beta=-1.0), dict(beta_scale="cos"), dict(tau_plus=1.0),
+                                 dict(gamma=0.0), dict(cross_group_topk=-1),
+                                 dict(floor_warn_share=1.5), dict(beta_warmup_epochs=-1)])
+def test_hardneg_rejects_out_of_range_options(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        HardNegativeInfoNCE(**bad)
 
 
 def test_hardneg_groups_only_matter_through_gamma():
@@ -384,6 +463,21 @@ def test_objective_skips_cross_entropy_when_it_cannot_or_should_not_apply(case):
     assert torch.allclose(total, CosineAlignment()(emb, present, batch.labels, groups))
 
 
+def test_objective_terms_carry_the_loss_diagnostics_detached():
+    emb, present, labels, groups = make_batch()
+    out = SimpleNamespace(embeddings=emb, present=present, logits=None)
+    batch = SimpleNamespace(labels=labels, groups=groups)
+    hard = HardNegativeInfoNCE(temperature=0.1, beta=1.0, gamma=2.0, cross_group_topk=2)
+    _, terms = MultimodalObjective(hard)(out, batch)
+    diagnostics = {"hardneg/floor_share", "hardneg/weight_entropy", "hardneg/top1_weight"}
+    assert set(terms) == {"align", "total"} | diagnostics
+    for key in diagnostics:
+        assert not terms[key].requires_grad and terms[key].dim() == 0
+    assert 0.0 < terms["hardneg/weight_entropy"].item() < 1.0
+    _, terms = MultimodalObjective(InfoNCE())(out, batch)
+    assert set(terms) == {"align", "total"}
+
+
 def test_objective_passes_epoch_clamp_and_temperature_through():
     hard = HardNegativeInfoNCE(beta=1.0, beta_warmup_epochs=4)
     objective = MultimodalObjective(hard)
@@ -415,5 +509,6 @@ def test_loss_configs_instantiate_with_the_data_pairing(name, cls):
     assert instantiate(cfg.loss.alignment, pairing="item").pairing == "item"
     if cls is HardNegativeInfoNCE:
         a = objective.alignment
-        assert (a.beta, a.tau_plus, a.gamma, a.beta_warmup_epochs) == (1.0, 0.1, 2.0, 2)
+        assert (a.beta_scale, a.tau_plus) == ("logit", 0.0)
+        assert a.beta > 0 and a.gamma > 1 and a.cross_group_topk > 0
         assert a.temperature == pytest.approx(0.07)

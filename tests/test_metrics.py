@@ -9,6 +9,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
+from torch import nn
+
+from mmgnn.data.dataset import ModalityData, MultimodalDataset
+from mmgnn.data.graphs import ChainGraph
+from mmgnn.data.pipeline import prepare_data
+from mmgnn.models.multimodal import ModelOutput
+from mmgnn.train.evaluation import robustness
 
 from mmgnn.metrics import (
     accuracy,
@@ -114,6 +121,10 @@ def test_accuracy_and_macro_f1_by_hand():
     assert classification_metrics(torch.tensor(logits), torch.tensor(y)) == pytest.approx(
         {"acc": 0.8, "macro_f1": (2 / 3 + 0.8 + 1.0) / 3}
     )
+    # -1 (no prediction) is wrong for its item and no class of its own
+    p = np.array([0, -1, 1, 1, 2])
+    assert accuracy(p, y) == pytest.approx(0.8)
+    assert macro_f1(p, y) == pytest.approx((2 / 3 + 1.0 + 1.0) / 3)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -185,6 +196,60 @@ def test_fused_same_label_retrieval_leaves_the_query_out():
     m = multimodal_metrics(emb, present, fused, None, labels, groups, ["a", "b"])
     assert m["fused/map"] == 1.0 and m["fused/label_r1"] == 1.0
     assert "fused/acc" not in m
+
+
+def test_items_left_without_any_modality_count_as_misses_and_wrong_classes():
+    """A robustness probe that removes an item's only modalities keeps it in the denominator."""
+    emb, present, labels, groups = base_case()
+    fused = unit(0, 90, 10, 100)  # items 0, 2 (label 0) and 1, 3 (label 1) are neighbours
+    logits = np.array([[5, 0], [0, 5], [5, 0], [0, 5]])  # every item classified right
+    full = multimodal_metrics(emb, present, fused, logits, labels, groups, ["a", "b"])
+    assert full["fused/acc"] == 1.0 and full["fused/macro_f1"] == 1.0
+    present[3] = False  # item 3 (label 1, group b) is left with no modality
+    m = multimodal_metrics(emb, present, fused, logits, labels, groups, ["a", "b"])
+    assert m["fused/acc"] == 0.75  # 3 of 4, not 3 of 3
+    # class 1: precision 1 (item 1), recall 1/2 -> F1 2/3; class 0: F1 1
+    assert m["fused/macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    # item 1 lost its only same-label neighbour (item 3 is no gallery item): AP and R@1 miss;
+    # item 3 is a query that misses; items 0 and 2 still find each other first
+    assert m["fused/label_r1"] == 0.5 and m["fused/map"] == 0.5
+    assert m["group/b/fused/acc"] == 0.5 and m["worst_group/fused/acc"] == 0.5
+    # retrieval directions keep the items having both modalities (items 0-2, which now
+    # all find their own image first: item 3's image, closest to item 2's text, is gone)
+    assert m["text_to_image/r1"] == 1.0 and full["text_to_image/r1"] == 0.5
+
+
+class LabelOracle(nn.Module):
+    """Classifies every item that has a modality right; one-hot embeddings per item."""
+
+    def forward(self, batch):
+        labels = torch.nn.functional.one_hot(batch.labels, 2).float()
+        own = torch.nn.functional.one_hot(batch.index, 8).float()
+        present = batch.present
+        emb = {m: own * present[:, i, None] for i, m in enumerate(batch.modalities)}
+        return ModelOutput(batch.modalities, emb, present, labels, present.float(), 5 * labels)
+
+
+def test_robustness_counts_items_left_without_any_modality_as_wrong():
+    import pandas as pd
+
+    counts = {"a": np.array([2, 3, 2, 2, 3, 2]), "b": np.array([2, 2, 3, 2, 2, 0])}  # 5 lacks b
+    mods = {}
+    for m, c in counts.items():
+        ptr = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
+        local = (np.arange(ptr[-1]) - np.repeat(ptr[:-1], c)).astype(np.float32)[:, None]
+        mods[m] = ModalityData(m, np.ones((ptr[-1], 2), dtype=np.float32), ptr, local)
+    dataset = MultimodalDataset(
+        items=pd.DataFrame({"item_id": list("uvwxyz")}), modalities=mods,
+        labels=np.array([0, 1, 0, 1, 0, 1]), label_names=["0", "1"],
+        groups=np.zeros(6, dtype=np.int64), group_names=["g"], split=np.array(["test"] * 6),
+    )
+    data = prepare_data(dataset, {"a": ChainGraph(), "b": ChainGraph()}, standardize=False)
+    results = robustness(LabelOracle(), data, "test", 4, torch.device("cpu"), "item",
+                         missing=True, noise_levels=[])
+    assert results["missing/b/fused/acc"] == 1.0  # every item still has a
+    assert results["missing/a/fused/acc"] == pytest.approx(5 / 6)  # item z has nothing left
+    assert set(results) == {"missing/a/fused/acc", "missing/b/fused/acc"}
 
 
 def test_label_pairing_ranks_modalities_of_different_items():

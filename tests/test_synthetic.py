@@ -280,6 +280,46 @@ def test_without_culture_flip_classes_agree_across_groups():
     assert _nearest_same_class(pairs, ds.labels, other_group) >= 0.8
 
 
+def test_hard_variant_differs_from_the_default_only_by_the_group_style():
+    default = make_synthetic(n_items=120, seed=3)
+    hard = make_synthetic(n_items=120, seed=3, style_scale=0.0)
+    np.testing.assert_array_equal(default.labels, hard.labels)
+    for name in MODALITIES:
+        d, h = default.modalities[name], hard.modalities[name]
+        np.testing.assert_array_equal(d.ptr, h.ptr)
+        offset = (d.x - h.x).astype(np.float64)
+        group = default.groups[_node_items(d)]
+        per_group = np.stack([offset[group == g].mean(axis=0) for g in range(3)])
+        # one constant shift per group (the style), the same for every node of the group
+        np.testing.assert_allclose(offset, per_group[group], atol=1e-4)
+        assert np.linalg.norm(per_group[0] - per_group[1]) > 1.0
+
+
+def _mean_cosine(features: np.ndarray, pairs: np.ndarray) -> float:
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(pairs, False)
+    return float(cosine[pairs].mean())
+
+
+@pytest.mark.parametrize("style_scale, hard", [(2.0, False), (0.0, True)])
+def test_hard_variant_makes_other_culture_negatives_as_close_as_own_culture(style_scale, hard):
+    ds = make_synthetic(n_items=600, seed=4, missing_fraction=0.0, style_scale=style_scale)
+    bag = StandardScaler().fit_transform(_all_features(ds, "mean"))
+    same_group = ds.groups[:, None] == ds.groups[None, :]
+    within, across = _mean_cosine(bag, same_group.copy()), _mean_cosine(bag, ~same_group)
+    if hard:
+        assert abs(within - across) < 0.05, (within, across)
+    else:
+        assert within > across + 0.3, (within, across)
+    # in the arrangement (pair) space, an item's nearest neighbour in another culture shares
+    # its arrangement code but not its class, with or without style
+    pairs = StandardScaler().fit_transform(_all_features(ds, "pairs"))
+    code = ds.labels ^ culture_flips(3, 3)[ds.groups]
+    assert _nearest_same_class(pairs, code, ~same_group) >= 0.9
+    assert _nearest_same_class(pairs, ds.labels, ~same_group) <= 0.1
+
+
 # ------------------------------------------------------------------------------ options, CLI
 @pytest.mark.parametrize("n_classes,n_groups,shown", [(2, 1, 1), (5, 2, 2), (16, 12, 3)])
 def test_other_class_and_group_counts(n_classes, n_groups, shown):
@@ -294,7 +334,8 @@ def test_other_class_and_group_counts(n_classes, n_groups, shown):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_items": 0}, {"n_classes": 1}, {"n_groups": 0}, {"missing_fraction": 1.5}, {"noise": -1.0}],
+    [{"n_items": 0}, {"n_classes": 1}, {"n_groups": 0}, {"missing_fraction": 1.5}, {"noise": -1.0},
+     {"style_scale": -1.0}],
 )
 def test_invalid_arguments_raise(kwargs):
     with pytest.raises(ValueError):
@@ -305,7 +346,8 @@ def test_cli_writes_a_dataset_folder(tmp_path):
     folder_module = pytest.importorskip("mmgnn.data.folder")
     out = tmp_path / "synthetic"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["--out", str(out), "--n-items", "90", "--seed", "7", "--missing-fraction", "0.2"]
+    args = ["--out", str(out), "--n-items", "90", "--seed", "7", "--missing-fraction", "0.2",
+            "--style-scale", "0.5"]
     subprocess.run(
         [sys.executable, "-m", "mmgnn.data.synthetic", *args],
         check=True,
@@ -316,7 +358,7 @@ def test_cli_writes_a_dataset_folder(tmp_path):
     written = sorted(p.name for p in out.iterdir())
     assert written == ["audio.npz", "image.npz", "items.csv", "text.npz"]
     loaded = folder_module.load_folder(out, modalities=list(MODALITIES))
-    expected = make_synthetic(n_items=90, seed=7, missing_fraction=0.2)
+    expected = make_synthetic(n_items=90, seed=7, missing_fraction=0.2, style_scale=0.5)
     np.testing.assert_array_equal(loaded.labels, expected.labels)
     np.testing.assert_array_equal(loaded.groups, expected.groups)
     np.testing.assert_array_equal(loaded.split, expected.split)

@@ -28,11 +28,21 @@ classes, ``G`` groups and ``n_bits = ceil(log2 C)`` code bits:
    neighbours share a prototype carries all of it (chain windows 1 and 2, 4- and 8-neighbour
    grids all see it, window 1 and 4 neighbours most clearly).
 5. **Features.** ``x = P_m[type] + s_{m,g} + z_i W_m + noise * eps`` (float32): prototypes
-   ``P_m ~ N(0, 2.5^2)``, a group style ``s_{m,g} ~ N(0, 2^2)`` (a per-culture shift: items of
-   one group are closer to each other than to same-class items of other groups), the
+   ``P_m ~ N(0, 2.5^2)``, a group style ``s_{m,g} ~ N(0, style_scale^2)`` (default 2: a
+   per-culture shift, so items of one group are closer to each other than to same-class
+   items of other groups and negatives from other groups are the easy ones), the
    identity through a modality-specific projection ``W_m ~ N(0, 0.4^2 / 8)`` (the same item
    can be retrieved across modalities beyond its class, but not trivially), and
    ``eps ~ N(0, 1)``.
+
+**Hard cross-culture variant** (``style_scale=0``, ``data=synthetic_hard``): every group
+renders in the same style, so nothing but the meaning separates cultures. An item of class
+``c`` in group ``g`` is then drawn exactly like an item of class ``c XOR f(g) XOR f(g')`` in
+group ``g'`` (same arrangement, same style, another label): a ``1 / C`` share of each other
+group's items are as similar to it as its own class is, and cross-culture negatives are as
+hard as same-culture ones. Cultures cannot be told apart from the features, so the fused
+classifier's accuracy is bounded by ``1 / G`` for the codes every group shares (same-item
+retrieval, the monitored metric, is unaffected by this bound).
 
 Modalities: ``text`` 12-16 tokens of ``d = 32`` (``pos`` = token index), ``image`` a 4x4 grid of
 patches of ``d = 24`` (``pos`` = (row, col)), ``audio`` 20 frames of ``d = 16`` (``pos`` = time
@@ -41,13 +51,13 @@ Prototypes, styles and projections depend on ``seed`` only; items on ``seed`` an
 The same arguments give identical arrays.
 
 Command line: ``python -m mmgnn.data.synthetic --out DIR [--n-items N] [--seed S]
-[--missing-fraction F] [--n-classes C] [--n-groups G] [--noise SIGMA] [--no-culture-flip]``
+[--missing-fraction F] [--n-classes C] [--n-groups G] [--noise SIGMA] [--style-scale S]
+[--no-culture-flip]``
 writes the dataset in the folder contract of DESIGN.md (``mmgnn.data.folder.write_folder``).
 """
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 
 
@@ -185,6 +195,7 @@ def _render_modality(
     n_bits: int,
     n_groups: int,
     noise: float,
+    style_scale: float,
     seed: int,
 ) -> ModalityData:
     """Node features of one modality for every item (see the module docstring, steps 3-5)."""
@@ -193,7 +204,7 @@ def _render_modality(
     n_regions = len(bits)
     world = np.random.default_rng([seed, 1, modality_index])
     prototypes = world.normal(scale=PROTOTYPE_SCALE, size=(2 * n_regions, layout.dim))
-    style = world.normal(scale=STYLE_SCALE, size=(n_groups, layout.dim))
+    style = style_scale * world.normal(size=(n_groups, layout.dim))
     projection = world.normal(
         scale=IDENTITY_SCALE * IDENTITY_DIM**-0.5, size=(IDENTITY_DIM, layout.dim)
     )
@@ -224,6 +235,22 @@ def _render_modality(
     )
 
 
+def _check_arguments(n_items, n_classes, n_groups, missing_fraction, noise, style_scale) -> None:
+    """Raise ``ValueError`` naming the first argument of :func:`make_synthetic` out of range."""
+    if n_items < 1:
+        raise ValueError(f"n_items must be >= 1, got {n_items}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+    if not 0.0 <= missing_fraction <= 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if style_scale < 0:
+        raise ValueError(f"style_scale must be >= 0, got {style_scale}")
+
+
 def make_synthetic(
     n_items: int = 1200,
     n_classes: int = 8,
@@ -234,6 +261,7 @@ def make_synthetic(
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     name: str = "synthetic",
     culture_flip: bool = True,
+    style_scale: float = STYLE_SCALE,
 ) -> MultimodalDataset:
     """Generate the synthetic dataset described in the module docstring.
 
@@ -249,21 +277,14 @@ def make_synthetic(
         name: dataset name.
         culture_flip: whether groups invert a code bit (step 2 of the module docstring);
             ``False`` renders every class the same way in every group (style still differs).
+        style_scale: standard deviation of the per-group style shift (step 5; >= 0); 0 gives
+            the hard cross-culture variant (every group in the same style).
 
     Returns:
         A :class:`MultimodalDataset` with modalities ``text``, ``image``, ``audio`` and items
         columns ``item_id``, ``label``, ``group``, ``split``.
     """
-    if n_items < 1:
-        raise ValueError(f"n_items must be >= 1, got {n_items}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    if n_groups < 1:
-        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
-    if not 0.0 <= missing_fraction <= 1.0:
-        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    _check_arguments(n_items, n_classes, n_groups, missing_fraction, noise, style_scale)
 
     rng = np.random.default_rng([seed, 0, n_items])
     stratum = rng.permutation(np.arange(n_items) % (n_classes * n_groups))
@@ -278,7 +299,8 @@ def make_synthetic(
     code = labels ^ culture_flips(n_groups, n_bits)[groups] if culture_flip else labels
     modalities = {
         layout.name: _render_modality(
-            layout, m, code, groups, identity, present[:, m], n_bits, n_groups, noise, seed
+            layout, m, code, groups, identity, present[:, m], n_bits, n_groups, noise,
+            style_scale, seed,
         )
         for m, layout in enumerate(LAYOUTS)
     }
@@ -320,6 +342,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--style-scale",
+        type=float,
+        default=STYLE_SCALE,
+        help="per-group style shift (0: the hard cross-culture variant)",
+    )
+    parser.add_argument(
         "--no-culture-flip",
         dest="culture_flip",
         action="store_false",
@@ -337,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         noise=args.noise,
         seed=args.seed,
         culture_flip=args.culture_flip,
+        style_scale=args.style_scale,
     )
     write_folder(dataset, args.out)
     print(f"wrote {dataset.n_items} items ({', '.join(dataset.modality_names)}) to {args.out}")

@@ -18,14 +18,16 @@ is valid the loss is a zero that keeps a ``grad_fn`` (``backward`` works, no NaN
 
 Embeddings are L2-normalised again inside (idempotent on the model's output) and every loss
 is computed in float32 with autocast disabled, so bf16 training keeps a stable loss.
+
+After every call ``loss.diagnostics`` holds the loss's per-batch diagnostics (detached scalar
+tensors keyed by name, e.g. ``hardneg/floor_share``; empty for losses without any).
 """
 from __future__ import annotations
 
 import itertools
 import math
-import os
+import warnings
 from abc import ABC, abstractmethod
-
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +55,8 @@ class _PairwiseAlignment(nn.Module, ABC):
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
         self.pairing = pairing
         self.epoch = 0
+        self.diagnostics: dict[str, torch.Tensor] = {}
+        self._stats: dict[str, list[torch.Tensor]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current (0-based) epoch; schedules read it."""
@@ -83,12 +87,22 @@ class _PairwiseAlignment(nn.Module, ABC):
             needs = f"pairing={self.pairing!r}" + (", label_positives=True" if self.uses_labels else "")
             raise ValueError(f"{type(self).__name__} needs labels ({needs}); the batch has none")
         device = present.device
+        self._stats = {}
         with torch.autocast(device_type=device.type, enabled=False):
             z = [F.normalize(embeddings[m].float(), dim=-1) for m in names]
             terms = self._pair_terms(names, z, present.bool(), labels, groups)
+        self.diagnostics = {k: torch.cat(v).mean() for k, v in self._stats.items() if v}
+        self._after_batch(dict(zip(names, (e.detach() for e in z))), present.bool(), labels, groups)
         if not terms:
             return self._zero(embeddings)
         return torch.stack(terms).mean()
+
+    def _record(self, name: str, values: torch.Tensor) -> None:
+        """Keep detached per-anchor values ``[A]``; their batch mean is ``diagnostics[name]``."""
+        self._stats.setdefault(name, []).append(values.detach().float().reshape(-1))
+
+    def _after_batch(self, z, present, labels, groups) -> None:
+        """Called after every forward with the detached normalised embeddings; no-op here."""
 
     @abstractmethod
     def _pair_terms(
@@ -209,19 +223,10 @@ class InfoNCE(_PairwiseAlignment):
             self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
         return self
 
-    def forward(
-        self,
-        embeddings: dict[str, torch.Tensor],
-        present: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        groups: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The loss (see the class doc); in training mode the batch is enqueued afterwards."""
-        loss = super().forward(embeddings, present, labels, groups)
+    def _after_batch(self, z, present, labels, groups) -> None:
+        """In training mode with a queue, enqueue the batch after its loss was computed."""
         if self._queue_active():
-            z = {m: F.normalize(e.detach().float(), dim=-1) for m, e in embeddings.items()}
-            self._get_queue(z).enqueue(z, present.bool(), labels, groups)
-        return loss
+            self._get_queue(z).enqueue(z, present, labels, groups)
 
     def _queue_active(self) -> bool:
         return self.queue_size > 0 and self.training
@@ -282,67 +287,112 @@ class InfoNCE(_PairwiseAlignment):
         return -torch.where(pos, log_prob, 0.0).sum(dim=1) / pos.sum(dim=1)
 
 
-class HardNegativeInfoNCE(InfoNCE):
-    """InfoNCE with hardness-weighted, debiased negatives.
+BETA_SCALES = ("logit", "cosine")
 
-    Robinson et al., "Contrastive Learning with Hard Negative Samples" (ICLR 2021), with the
-    debiasing of Chuang et al., "Debiased Contrastive Learning" (NeurIPS 2020), in the
+
+class HardNegativeInfoNCE(InfoNCE):
+    """InfoNCE with hardness-weighted, debiased negatives and hard cross-group negatives.
+
+    Robinson et al., "Contrastive Learning with Hard Negative Samples" (ICLR 2021, HCL), with
+    the debiasing of Chuang et al., "Debiased Contrastive Learning" (NeurIPS 2020), in the
     authors' form, extended to several positives and to groups. For an anchor ``i`` with
     cosine similarities ``c_ij``, logits ``l_ij = s * c_ij`` (``s = 1/t = exp(logit_scale)``),
     positives ``P_i`` and ``N = |N_i|`` valid negatives ``N_i``:
 
-        u_ij    = exp(beta_e * c_ij) * (gamma if group_j != group_i else 1)     (j in N_i)
+        h_ij    = beta_e * l_ij  (beta_scale="logit")   or   beta_e * c_ij  ("cosine")
+        H_i     = the cross_group_topk negatives j in N_i with group_j != group_i and the
+                  largest c_ij (every other-group negative when cross_group_topk = 0)
+        u_ij    = exp(h_ij) * (gamma if j in H_i else 1)                        (j in N_i)
         w_ij    = u_ij / mean_{k in N_i} u_ik                  (mean weight over N_i is 1)
         pos_i   = mean_{p in P_i} exp(l_ip)
         Ng_i    = max( (sum_{j in N_i} w_ij exp(l_ij) - tau_plus * N * pos_i) / (1 - tau_plus),
                        N * exp(-s) )
         loss_i  = -1/|P_i| * sum_{p in P_i} log( exp(l_ip) / (sum_{q in P_i} exp(l_iq) + Ng_i) )
 
-    ``beta`` multiplies the cosine similarity (the paper's ``q_beta ~ exp(beta f(x)^T f(x-))``
-    on the unit sphere), so the weighting does not change with the learned temperature;
-    ``N * exp(-s) = N e^{-1/t}`` is the smallest value the negative term can take. The
-    weights are not detached, as in the authors' code. With one positive this is the
-    paper's loss; with ``beta_e = 0``, ``tau_plus = 0`` and ``gamma = 1`` it equals
-    :class:`InfoNCE` exactly. Everything is computed in log space shifted by the row's
-    largest logit, so ``s = 100`` does not overflow.
+    ``beta_scale="logit"`` is the paper's scale: HCL's ``q_beta ~ exp(beta f(x)^T f(x-))``
+    with ``f`` normalised and divided by the temperature, i.e. ``exp(beta * l_ij)``, so the
+    negative term is ``sum_j exp((1 + beta_e) l_ij)`` up to normalisation. ``"cosine"``
+    applies ``beta`` to the raw cosine (at ``t = 0.07`` cosine-scale ``beta = 1`` is
+    logit-scale ``beta = 0.07``: almost uniform weights). ``gamma`` up-weights the hardest
+    negatives from another group than the anchor (another culture/region); the groups of
+    queued keys count as well, so a queue finds hard cross-group negatives that one small
+    batch lacks. With ``beta_e = 0``,
+    ``tau_plus = 0`` and ``gamma = 1`` the loss equals :class:`InfoNCE` exactly. The weights
+    are not detached, as in the authors' code; everything is computed in log space shifted
+    by the row's largest logit, so ``s = 100`` does not overflow. ``beta_e`` ramps linearly
+    from 0 at epoch 0 to ``beta`` at epoch ``beta_warmup_epochs`` (see :meth:`set_epoch`).
 
-    ``gamma`` up-weights negatives from a different group than the anchor (hard negatives
-    from other cultures/regions); the groups of queued keys count as well. ``beta_e`` ramps
-    linearly from 0 at epoch 0 to ``beta`` at epoch ``beta_warmup_epochs`` (see
-    :meth:`set_epoch`).
+    ``N * exp(-s) = N e^{-1/t}`` is the smallest value the debiased negative term may take;
+    an anchor at this floor gets no gradient through its negatives. ``tau_plus`` estimates
+    the share of false negatives (same-class items) among unlabelled negatives; with
+    ``pairing="label"`` or ``label_positives`` the negatives are known to be of another
+    label, so ``tau_plus > 0`` is warned about there.
+
+    Per batch, :attr:`diagnostics` holds (detached, means over anchors with negatives):
+    ``hardneg/floor_share`` (share of anchors at the floor), ``hardneg/weight_entropy``
+    (entropy of ``w_i / N`` divided by ``log N``: 1 for uniform weights, towards 0 when a few
+    negatives carry all the weight; anchors with ``N >= 2``) and ``hardneg/top1_weight``
+    (share of the weight on the single heaviest negative). In training mode a warning is
+    issued (once per epoch) when a batch's floor share exceeds ``floor_warn_share``.
 
     Args:
         temperature, learn_temperature, label_positives, queue_size, pairing: as
             :class:`InfoNCE`.
         beta: hardness concentration (0: uniform weights).
+        beta_scale: ``"logit"`` (``beta * s * cos``, the paper's) or ``"cosine"``.
         tau_plus: class prior of false negatives among the negatives, in ``[0, 1)``.
-        gamma: weight factor (> 0) of negatives from another group than the anchor.
+        gamma: weight factor (> 0) of the hard negatives from another group (1: off).
+        cross_group_topk: how many of the most similar other-group negatives of each anchor
+            get ``gamma`` (0: all of them).
         beta_warmup_epochs: epochs over which ``beta`` ramps up from 0 (0: no ramp).
+        floor_warn_share: warn when more than this share of a training batch's anchors sit at
+            the floor, in ``[0, 1]`` (1: never).
     """
 
     def __init__(
         self,
         temperature: float = 0.07,
         learn_temperature: bool = True,
-        beta: float = 1.0,
-        tau_plus: float = 0.1,
+        beta: float = 0.5,
+        beta_scale: str = "logit",
+        tau_plus: float = 0.0,
         gamma: float = 2.0,
+        cross_group_topk: int = 8,
         beta_warmup_epochs: int = 0,
+        floor_warn_share: float = 0.25,
         label_positives: bool = False,
         queue_size: int = 0,
         pairing: str = "item",
     ) -> None:
         super().__init__(temperature, learn_temperature, label_positives, queue_size, pairing)
-        if not 0.0 <= tau_plus < 1.0:
-            raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}")
-        if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        if beta_warmup_epochs < 0:
-            raise ValueError(f"beta_warmup_epochs must be >= 0, got {beta_warmup_epochs}")
-        self.beta = float(beta)
-        self.tau_plus = float(tau_plus)
-        self.gamma = float(gamma)
+        checks = {
+            "beta must be >= 0": beta >= 0,
+            f"beta_scale must be one of {BETA_SCALES}": beta_scale in BETA_SCALES,
+            "tau_plus must be in [0, 1)": 0.0 <= tau_plus < 1.0,
+            "gamma must be positive": gamma > 0,
+            "cross_group_topk must be >= 0": cross_group_topk >= 0,
+            "beta_warmup_epochs must be >= 0": beta_warmup_epochs >= 0,
+            "floor_warn_share must be in [0, 1]": 0.0 <= floor_warn_share <= 1.0,
+        }
+        failed = [rule for rule, ok in checks.items() if not ok]
+        if failed:
+            given = dict(beta=beta, beta_scale=beta_scale, tau_plus=tau_plus, gamma=gamma,
+                         cross_group_topk=cross_group_topk, beta_warmup_epochs=beta_warmup_epochs,
+                         floor_warn_share=floor_warn_share)
+            raise ValueError(f"HardNegativeInfoNCE: {'; '.join(failed)} (got {given})")
+        if tau_plus > 0 and (pairing == "label" or label_positives):
+            warnings.warn(
+                f"HardNegativeInfoNCE: tau_plus={tau_plus} with pairing={pairing!r}, "
+                f"label_positives={label_positives}: the negatives are known to have another "
+                "label, so debiasing subtracts false negatives that do not exist; use tau_plus=0",
+                stacklevel=2,
+            )
+        self.beta, self.beta_scale = float(beta), beta_scale
+        self.tau_plus, self.gamma = float(tau_plus), float(gamma)
+        self.cross_group_topk = int(cross_group_topk)
         self.beta_warmup_epochs = int(beta_warmup_epochs)
+        self.floor_warn_share = float(floor_warn_share)
+        self._warned_epoch: int | None = None
 
     @property
     def current_beta(self) -> float:
@@ -351,12 +401,26 @@ class HardNegativeInfoNCE(InfoNCE):
             return self.beta
         return self.beta * min(1.0, self.epoch / self.beta_warmup_epochs)
 
+    def cross_group_hard(
+        self, sims: torch.Tensor, neg: torch.Tensor, anchor_groups, key_groups
+    ) -> torch.Tensor:
+        """bool ``[A, K]``: the set ``H_i`` of the class doc (all False without groups)."""
+        if anchor_groups is None or key_groups is None:
+            return torch.zeros_like(neg)
+        other = neg & (anchor_groups[:, None] != key_groups[None, :])
+        k = min(self.cross_group_topk, sims.shape[1])
+        if k == 0:
+            return other
+        top = sims.detach().masked_fill(~other, float("-inf")).topk(k, dim=1).indices
+        return other & torch.zeros_like(other).scatter_(1, top, True)
+
     def negative_weights(
         self,
         sims: torch.Tensor,
         neg: torch.Tensor,
         anchor_groups: torch.Tensor | None = None,
         key_groups: torch.Tensor | None = None,
+        scale: torch.Tensor | float = 1.0,
     ) -> torch.Tensor:
         """Importance weights ``w`` ``[A, K]`` of the negatives (0 elsewhere).
 
@@ -364,14 +428,24 @@ class HardNegativeInfoNCE(InfoNCE):
             sims: cosine similarities ``[A, K]``.
             neg: bool ``[A, K]``, the valid negatives of each anchor.
             anchor_groups: int64 ``[A]`` or None; key_groups: int64 ``[K]`` or None.
+            scale: the logit scale ``s`` (used when ``beta_scale="logit"``).
         """
-        log_u = self.current_beta * sims
-        if self.gamma != 1.0 and anchor_groups is not None and key_groups is not None:
-            other = anchor_groups[:, None] != key_groups[None, :]
-            log_u = log_u + math.log(self.gamma) * other
+        log_u = self.current_beta * (sims * scale if self.beta_scale == "logit" else sims)
+        if self.gamma != 1.0:
+            hard = self.cross_group_hard(sims, neg, anchor_groups, key_groups)
+            log_u = log_u + math.log(self.gamma) * hard
         log_u = log_u.masked_fill(~neg, torch.finfo(log_u.dtype).min)
         count = neg.sum(dim=1, keepdim=True)
         return torch.softmax(log_u, dim=1) * count * neg
+
+    def _record_weights(self, weights: torch.Tensor, n_neg: torch.Tensor) -> None:
+        """Normalised entropy and top-1 share of each anchor's weights (see class doc)."""
+        has = n_neg > 0
+        p = weights[has] / n_neg[has, None]
+        self._record("hardneg/top1_weight", p.amax(dim=1))
+        spread = n_neg[has] >= 2
+        entropy = -torch.where(p > 0, p * p.clamp_min(1e-30).log(), 0.0).sum(dim=1)
+        self._record("hardneg/weight_entropy", entropy[spread] / n_neg[has][spread].log())
 
     def _anchor_losses(self, sims, logits, pos, neg, anchor_groups, key_groups, scale):
         valid = pos | neg
@@ -380,17 +454,37 @@ class HardNegativeInfoNCE(InfoNCE):
         exp_shifted = shifted.masked_fill(~valid, float("-inf")).exp()
         n_neg = neg.sum(dim=1)
         n_pos = pos.sum(dim=1)
-        weights = self.negative_weights(sims, neg, anchor_groups, key_groups)
+        weights = self.negative_weights(sims, neg, anchor_groups, key_groups, scale)
         weighted_neg = (weights * exp_shifted).sum(dim=1)
         pos_mean = torch.where(pos, exp_shifted, 0.0).sum(dim=1) / n_pos
         debiased = (weighted_neg - self.tau_plus * n_neg * pos_mean) / (1.0 - self.tau_plus)
         # log(N e^{-s}) in the shifted frame; -inf without negatives
         log_floor = torch.log(n_neg.float()) - scale - shift.squeeze(1)
+        at_floor = debiased <= log_floor.exp()
         tiny = torch.finfo(debiased.dtype).tiny
-        log_ng = torch.where(
-            debiased > log_floor.exp(), debiased.clamp_min(tiny).log(), log_floor
-        )
+        log_ng = torch.where(at_floor, log_floor, debiased.clamp_min(tiny).log())
+        self._record("hardneg/floor_share", at_floor[n_neg > 0])
+        self._record_weights(weights.detach(), n_neg)
         log_pos = shifted.masked_fill(~pos, float("-inf")).logsumexp(dim=1)
         log_denominator = torch.logaddexp(log_pos, log_ng)
         log_prob = shifted - log_denominator[:, None]
         return -torch.where(pos, log_prob, 0.0).sum(dim=1) / n_pos
+
+    def _after_batch(self, z, present, labels, groups) -> None:
+        """Enqueue (as InfoNCE), then warn once per epoch when the floor share is too high."""
+        super()._after_batch(z, present, labels, groups)
+        share = self.diagnostics.get("hardneg/floor_share")
+        if (
+            self.training
+            and share is not None
+            and float(share) > self.floor_warn_share
+            and self._warned_epoch != self.epoch
+        ):
+            self._warned_epoch = self.epoch
+            warnings.warn(
+                f"HardNegativeInfoNCE: {float(share):.0%} of the batch's anchors sit at the "
+                f"floor N*exp(-1/t) (epoch {self.epoch + 1}, tau_plus={self.tau_plus}, "
+                f"t={self.temperature:.3g}): their negatives get no gradient; lower tau_plus",
+                RuntimeWarning,
+                stacklevel=2,
+            )

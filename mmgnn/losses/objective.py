@@ -1,9 +1,6 @@
 """The training objective: modality alignment plus an optional classifier on the fused embedding."""
 from __future__ import annotations
 
-import os
-
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,10 +64,11 @@ class MultimodalObjective(nn.Module):
 
         Returns:
             ``(total, terms)``: scalar tensor and ``{"align", "fused_ce" (when computed),
-            "total"}`` scalar tensors (with grad; detach before logging).
+            "total"}`` scalar tensors (with grad; detach before logging), plus the alignment
+            loss's ``diagnostics`` (detached, e.g. ``hardneg/floor_share``).
         """
         align = self.alignment(out.embeddings, out.present, batch.labels, batch.groups)
-        terms = {"align": align}
+        terms = {"align": align, **getattr(self.alignment, "diagnostics", {})}
         total = self.alignment_weight * align
         labels = batch.labels
         if self.fused == "classify" and labels is not None and out.logits is not None:

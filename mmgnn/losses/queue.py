@@ -9,9 +9,6 @@ leave out entries lacking a modality and treat queued same-label entries as posi
 """
 from __future__ import annotations
 
-import os
-
-
 import torch
 
 

@@ -23,12 +23,14 @@ def macro_f1(predicted, labels) -> float:
 
     The classes are those occurring in ``labels`` or ``predicted`` (scikit-learn's default),
     so a class absent from an evaluation subset (a group) is not scored as F1 = 0; a class
-    that is present but never predicted (or predicted but absent) scores 0.
+    that is present but never predicted (or predicted but absent) scores 0. A prediction of
+    ``-1`` (no prediction: the item had no modality) counts as wrong and is no class.
     """
     p, y = to_numpy(predicted), to_numpy(labels)
     if not len(y):
         return float("nan")
-    return float(f1_score(y, p, average="macro", zero_division=0))
+    classes = np.union1d(y, p[p >= 0])  # -1 (no prediction) is a miss, not a class
+    return float(f1_score(y, p, labels=classes, average="macro", zero_division=0))
 
 
 def classification_metrics(logits, labels) -> dict[str, float]:

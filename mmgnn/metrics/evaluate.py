@@ -19,9 +19,13 @@ each per-direction metric over ordered pairs; ``retrieval/rsum`` the mean over u
 pairs; ``retrieval/mean_recall`` the mean over ordered pairs of ``(R@1 + R@5 + R@10) / 3``.
 Recalls and mAP are fractions in [0, 1].
 
-Fused embedding (items with at least one modality): ``fused/map`` and ``fused/label_r{k}``
-(same-label retrieval within the set, the query itself left out); ``fused/acc`` and
-``fused/macro_f1`` of the classifier (labelled items). Per group ``group/<name>/<key>`` holds
+Fused embedding: ``fused/map`` and ``fused/label_r{k}`` (same-label retrieval among the items
+with at least one modality, the query itself left out); ``fused/acc`` and ``fused/macro_f1``
+of the classifier. Their denominator is every labelled item: an item with no modality (e.g.
+when a robustness probe removes the only ones it had) is a query that misses and a wrong
+class, never left out. A retrieval direction's denominator is fixed by the data (the items
+having both modalities, or the query modality under label pairing); a probe that removes a
+modality removes the directions that use it. Per group ``group/<name>/<key>`` holds
 the same keys computed over the group's queries and items (ranks are still taken against the
 whole gallery, so groups of different size stay comparable) and ``worst_group/<key>`` the
 worst group's value (the maximum for ``medr``/``mean_rank``, the minimum otherwise).
@@ -66,6 +70,38 @@ def _scatter(n: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.full(n, np.nan)
     out[rows] = values
     return out
+
+
+def _fused_queries(fused, present, labels, logits):
+    """Per-item fused retrieval values and predicted classes, every labelled item counted.
+
+    Items with at least one modality form the gallery. The queries of same-label retrieval
+    are the labelled items with another item of their label, whatever their modalities: one
+    with no modality left, or whose same-label items all lost theirs, is a query that misses
+    (rank ``+inf``, AP 0). A labelled item with no modality is a wrong class (prediction
+    ``-1``). So removing modalities never shrinks a denominator.
+
+    Returns:
+        ``({"label_rank", "ap"} float64 [N] (empty dict without labels), predicted int64 [N]
+        or None without labels or logits)``.
+    """
+    if labels is None:
+        return {}, None
+    n = len(present)
+    has_any = present.any(axis=1)
+    rows = np.flatnonzero(has_any)
+    _, code, count = np.unique(labels, return_inverse=True, return_counts=True)
+    query = (labels >= 0) & (count[code] >= 2)
+    f, fl = fused[rows], labels[rows]
+    label_rank = _scatter(n, rows, label_ranks(f, f, fl, fl, exclude_self=True))
+    ap = _scatter(n, rows, average_precision(f, f, fl, fl, exclude_self=True))
+    missed = query & np.isnan(label_rank)
+    label_rank[missed], ap[missed] = np.inf, 0.0
+    if logits is None:
+        return {"label_rank": label_rank, "ap": ap}, None
+    predicted = np.full(n, -1, dtype=np.int64)
+    predicted[rows] = predictions(to_numpy(logits)[rows])
+    return {"label_rank": label_rank, "ap": ap}, predicted
 
 
 def _unique_parts(names: Sequence[str]) -> list[str]:
@@ -136,21 +172,8 @@ def multimodal_metrics(
             values["ap"] = _scatter(n, query_rows, average_precision(query, gallery, ql, gl))
         per_query[f"{keys[a]}_to_{keys[b]}"] = values
 
-    any_modality = np.flatnonzero(present.any(axis=1))
-    fused_query: dict[str, np.ndarray] = {}
-    classified = np.zeros(n, dtype=bool)
-    predicted = np.full(n, -1, dtype=np.int64)
-    if labels is not None:
-        f, fl = fused[any_modality], labels[any_modality]
-        fused_query["label_rank"] = _scatter(
-            n, any_modality, label_ranks(f, f, fl, fl, exclude_self=True)
-        )
-        fused_query["ap"] = _scatter(
-            n, any_modality, average_precision(f, f, fl, fl, exclude_self=True)
-        )
-        if logits is not None:
-            predicted[any_modality] = predictions(to_numpy(logits)[any_modality])
-            classified[any_modality] = fl >= 0
+    fused_query, predicted = _fused_queries(fused, present, labels, logits)
+    classified = np.zeros(n, dtype=bool) if predicted is None else labels >= 0
 
     recall_names = [f"r{k}" if pairing == "item" else f"label_r{k}" for k in ks]
 

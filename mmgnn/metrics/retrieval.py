@@ -131,9 +131,12 @@ def average_precision(query, gallery, query_labels, gallery_labels, exclude_self
 
 
 def recall_at_k(ranks, k: int) -> float:
-    """Fraction of queries (finite ranks) whose 0-based rank is ``< k``; NaN if none."""
+    """Fraction of queries whose 0-based rank is ``< k``; NaN if none.
+
+    A NaN rank is no query (left out); ``+inf`` is a query that found nothing (a miss).
+    """
     r = to_numpy(ranks).astype(np.float64)
-    r = r[np.isfinite(r)]
+    r = r[~np.isnan(r)]
     return float(np.mean(r < k)) if len(r) else float("nan")
 
 

@@ -139,7 +139,11 @@ def robustness(
     """Missing-modality and noise robustness of a trained model on one split.
 
     Missing: every modality and every pair of modalities removed at test time (only
-    combinations that leave at least one modality). Noise (MultiBench, Liang et al. 2021):
+    combinations that leave at least one modality in the data). Every item of the split
+    counts in every condition: an item left with no modality is a wrong class and a missed
+    same-label query, never dropped from the denominator
+    (:func:`mmgnn.metrics.multimodal_metrics`); a retrieval direction keeps the items having
+    both its modalities. Noise (MultiBench, Liang et al. 2021):
     Gaussian noise of ``level`` feature standard deviations added to one modality at a time,
     for each level, and the normalised area under each metric's curve over the levels.
     """
