@@ -1,19 +1,25 @@
 """MLflow tracking: params, hashes, locked-database retries, and multirun sweeps through every
 launcher (basic, joblib, submitit local) and against a real ``mlflow server``: one parent,
 nested children, resumable sweeps, failed jobs recorded as FAILED."""
+import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from mmgnn.tracking.headline import parse_key, read_metrics_csv, tidy_metrics
 from mmgnn.tracking.params import config_hash, config_params, flatten, run_name, shorten
 from mmgnn.tracking.store import retry_locked
+from mmgnn.tracking.sync import main as sync_main
+from mmgnn.tracking.sync import sync
 
 from conftest import ROOT
 
@@ -97,10 +103,24 @@ def check_two_by_two(uri, parents, children):
     assert got == [("none", "0"), ("none", "1"), ("sum", "0"), ("sum", "1")]
     assert {c.info.run_name for c in children} == {
         f"gat-{s}-xattn-hardneg-s{i}" for s in ("none", "sum") for i in (0, 1)}
+    assert parents[0].data.tags["mmgnn.expected_jobs"] == "4"
+    assert parents[0].data.tags["mmgnn.factors"] == "skip,seed"
+    assert parents[0].data.tags["mlflow.note.content"].startswith("| skip |")
+    client = MlflowClient(uri)
+    assert client.get_experiment(parents[0].info.experiment_id).tags[
+        "mlflow.experimentKind"] == "custom_model_development"
     for c in children:
         assert 0.0 <= c.data.metrics["test/retrieval/mean_recall"] <= 1.0
         assert "best_epoch" in c.data.metrics and c.data.params["gnn.name"] == "gat"
+        assert c.data.params["skip"] == c.data.params["skip.mode"]  # short column to group by
         assert f"skip={c.data.params['skip.mode']}" in c.data.tags["mmgnn.overrides"]
+        # Headline metrics only; metrics.csv holds every final metric with the same values.
+        assert len(c.data.metrics) <= 80
+        detail = read_metrics_csv(client.download_artifacts(c.info.run_id, "metrics.csv"))
+        assert len(detail) > 2 * len(c.data.metrics)
+        finals = {k: v for k, v in c.data.metrics.items() if not k.startswith(("train/", "val/"))
+                  and k not in ("lr", "temperature")}
+        assert finals and all(detail[k] == pytest.approx(v) for k, v in finals.items())
 
 
 @pytest.mark.parametrize("launcher", ["basic", "local_parallel", "local_submitit"])
@@ -152,31 +172,48 @@ def free_port():
         return s.getsockname()[1]
 
 
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 that a test can kill and start again (same port,
+    same database and artifact folder)."""
+
+    def __init__(self, folder):
+        self.folder, self.port, self.process = folder, free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--backend-store-uri",
+             f"sqlite:///{self.folder / 'server.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.folder,
+            start_new_session=True,
+        )
+        deadline = time.time() + 180
+        while time.time() < deadline:  # serving, not only listening
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("mlflow server exited")
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError("mlflow server did not start")
+
+    def kill(self):
+        """SIGKILL the server and its workers (its own process group), as a crash would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError("mlflow server exited")
-            time.sleep(0.5)
-    else:
+    server = MlflowServer(tmp_path).start()
+    yield server.uri
+    if server.process.poll() is None:
         server.kill()
-        raise RuntimeError("mlflow server did not start")
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_sweep_against_a_real_mlflow_server(tmp_path, mlflow_server):
@@ -190,3 +227,172 @@ def test_sweep_against_a_real_mlflow_server(tmp_path, mlflow_server):
         "plots/learning_curves.png", "plots/similarity_test.png", "plots/gates.png"}
     history = client.get_metric_history(run_id, "val/retrieval/mean_recall")
     assert [m.step for m in history] == [0, 1]
+
+
+def test_metric_keys_parse_into_tidy_columns():
+    assert parse_key("test/group/g1/text_to_image/r1") == {
+        "split": "test", "metric": "retrieval/r1", "query": "text", "gallery": "image",
+        "group": "g1", "condition": ""}
+    assert parse_key("test/noise/audio/0.3/fused/acc")["condition"] == "noise:audio:0.3"
+    assert parse_key("test/missing/text_and_image/retrieval/map")["condition"] == \
+        "missing:text_and_image"
+    assert parse_key("best_val/worst_group/retrieval/mean_recall")["group"] == "worst_group"
+    assert parse_key("test/gates/text/mean") == {**parse_key("test/gates/text/mean"),
+                                                  "metric": "gates/mean", "query": "text"}
+    assert parse_key("params/total") == {"split": "", "metric": "params/total", "query": "",
+                                         "gallery": "", "group": "", "condition": ""}
+    table = tidy_metrics({"test/retrieval/map": 0.5, "time/train_s": 2.0})
+    assert list(table.columns) == ["key", "split", "metric", "query", "gallery", "group",
+                                   "condition", "value"]
+    assert table["value"].tolist() == [0.5, 2.0]
+
+
+def history_points(client, run_id, keys):
+    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
+            for k in keys}
+
+
+def local_points(run_dir):
+    points = {}
+    for line in (run_dir / "tracking" / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        for key, value, _, step in event.get("metrics", []) if event["kind"] == "metrics" else []:
+            points.setdefault(key, []).append((step, value))
+    return {k: sorted(v) for k, v in points.items()}
+
+
+LONGER = [*TINY, "train.stages.1.epochs=10", "train.patience=0", "tracking.log_plots=false"]
+
+
+def test_server_killed_mid_run_then_sync_makes_the_run_whole(tmp_path):
+    """The job outlives its server; sync replays the rest, once, like an uninterrupted run."""
+    server = MlflowServer(tmp_path).start()
+    try:
+        check_kill_and_sync(tmp_path, server)
+    finally:
+        if server.process.poll() is None:
+            server.kill()
+
+
+def check_kill_and_sync(tmp_path, server):
+    uri = server.uri
+    client = MlflowClient(uri)
+    common = [sys.executable, str(ROOT / "run.py"), *LONGER, f"tracking.uri={uri}"]
+    t0 = time.time()
+    ref = subprocess.run([*common, "tracking.experiment=ref", f"hydra.run.dir={tmp_path / 'ref'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ref_seconds = time.time() - t0
+    job = subprocess.Popen([*common, "tracking.experiment=cut", f"hydra.run.dir={tmp_path / 'cut'}"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and job.poll() is None:  # kill once two epochs are logged
+        experiment = client.get_experiment_by_name("cut")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id,
+                                                  "val/retrieval/mean_recall")) >= 2:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "the job finished before the server could be killed"
+    server.kill()
+    killed = time.time()
+    out, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-3000:]
+    assert time.time() - killed < ref_seconds + 30  # no minutes of retries
+    assert "stopped answering" in out + err and "mmgnn.tracking.sync" in out + err
+    run_dir = tmp_path / "cut"
+    assert {"test_metrics.json", "metrics.csv", "history.csv", "config.yaml"} <= {
+        p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "tracking" / "events.jsonl").read_text().splitlines()[-1])[
+        "status"] == "FINISHED"
+
+    server.start()
+    (cut_run,) = client.search_runs([client.get_experiment_by_name("cut").experiment_id])
+    assert cut_run.info.status == "RUNNING"  # what the server saw before it died
+    (result,) = sync(run_dir)
+    assert result.run_id == cut_run.info.run_id and not result.created and result.metrics > 0
+    (ref_run,) = client.search_runs([client.get_experiment_by_name("ref").experiment_id])
+    cut_run = client.get_run(cut_run.info.run_id)
+    assert cut_run.info.status == "FINISHED"
+    ignore = {"tracking.experiment"}
+    assert {k: v for k, v in cut_run.data.params.items() if k not in ignore} == \
+        {k: v for k, v in ref_run.data.params.items() if k not in ignore}
+    assert set(cut_run.data.metrics) == set(ref_run.data.metrics)
+    keys = sorted(cut_run.data.metrics)
+    server_points = history_points(client, cut_run.info.run_id, keys)
+    assert server_points == local_points(run_dir)  # every recorded point, once
+    ref_points = history_points(client, ref_run.info.run_id, keys)
+    assert {k: [s for s, _ in v] for k, v in server_points.items()} == \
+        {k: [s for s, _ in v] for k, v in ref_points.items()}
+    assert {a.path for a in client.list_artifacts(cut_run.info.run_id)} == \
+        {a.path for a in client.list_artifacts(ref_run.info.run_id)}
+    # A second sync changes nothing (nor does the command line, on the parent folder).
+    (again,) = sync(run_dir)
+    assert not again.changed
+    assert sync_main([str(tmp_path / "cut")]) == 0
+    assert history_points(client, cut_run.info.run_id, keys) == server_points
+
+
+def test_unreachable_server_fails_fast_or_records_offline(tmp_path, mlflow_server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    common = [sys.executable, str(ROOT / "run.py"), *TINY, "tracking.experiment=offline"]
+    t0 = time.time()  # the imports alone take seconds on a loaded machine: measured, not assumed
+    subprocess.run([sys.executable, "-c", "import mmgnn.train.job, mmgnn.tracking.job_run"],
+                   cwd=ROOT, check=True, timeout=120)
+    startup = time.time() - t0
+    t0 = time.time()
+    proc = subprocess.run([*common, f"tracking.uri={dead}", f"hydra.run.dir={tmp_path / 'no'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert time.time() - t0 < startup + 10
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0] and "tracking.offline_ok=true" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+    proc = subprocess.run([*common, f"tracking.uri={dead}", "tracking.offline_ok=true",
+                           f"hydra.run.dir={tmp_path / 'off'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "off" / "test_metrics.json").exists()
+    assert not (tmp_path / "off" / "tracking" / "run.json").exists()  # the server never saw it
+    # The server comes back (here: another one): sync creates the run, then changes nothing.
+    (result,) = sync(tmp_path / "off", mlflow_server)
+    assert result.created and result.params > 100 and result.artifacts >= 3
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "gat-sum-xattn-hardneg-s0"
+    assert run.data.metrics["test/retrieval/mean_recall"] == pytest.approx(
+        read_metrics_csv(tmp_path / "off" / "metrics.csv")["test/retrieval/mean_recall"])
+    assert not sync(tmp_path / "off", mlflow_server)[0].changed
+
+
+def test_jobs_that_fail_before_their_run_are_recorded_on_the_parent(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = sweep(tmp_path, uri, "gnn=gat,nope", check=False)
+    assert proc.returncode != 0
+    client, parents, children = runs_of(uri)
+    assert children == [] and parents[0].info.status == "FAILED"
+    assert parents[0].data.tags["mmgnn.expected_jobs"] == "2"
+    failed = json.loads((tmp_path / "sweep" / "failed_jobs.json").read_text())
+    assert [f["job"] for f in failed] == [0, 1]
+    assert "gnn=nope" in failed[1]["overrides"] and "nope" in failed[1]["error"]
+    assert "never launched" in failed[0]["error"]
+    logged = client.download_artifacts(parents[0].info.run_id, "failed_jobs.json")
+    assert json.loads(open(logged).read()) == failed
+
+
+def test_log_detail_restores_every_metric(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *TINY, f"tracking.uri={uri}",
+         "tracking.experiment=detail", "tracking.log_detail=true",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("detail").experiment_id])
+    detail = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    assert set(detail) <= set(run.data.metrics) and len(run.data.metrics) > 200
+    assert all(run.data.metrics[k] == pytest.approx(v) for k, v in detail.items())
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/fused/acc")]
+    assert steps == [0, 1]  # every validation metric as a curve, not only the monitored one

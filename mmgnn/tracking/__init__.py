@@ -1,5 +1,9 @@
-"""MLflow tracking: one run per Hydra job, a parent run per sweep, resumable sweeps."""
+"""MLflow tracking, local-first: one run per Hydra job and a parent run per sweep, each recorded
+to its folder before MLflow sees it (``tracking/events.jsonl``), a curated headline set of
+MLflow metrics with the full detail in ``metrics.csv``, resumable sweeps, and
+``python -m mmgnn.tracking.sync`` to replay folders to a server that was away."""
 from mmgnn.tracking.job_run import MLflowJobRun
-from mmgnn.tracking.store import default_tracking_uri, project_root
+from mmgnn.tracking.store import TrackingUnreachable, default_tracking_uri, project_root
+from mmgnn.tracking.sync import sync
 
-__all__ = ["MLflowJobRun", "default_tracking_uri", "project_root"]
+__all__ = ["MLflowJobRun", "TrackingUnreachable", "default_tracking_uri", "project_root", "sync"]

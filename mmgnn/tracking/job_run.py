@@ -1,29 +1,32 @@
-"""One MLflow run per Hydra job, through ``MlflowClient`` with explicit run ids.
+"""One MLflow run per Hydra job, recorded to the run folder first (:mod:`mmgnn.tracking.local`).
 
 No fluent ``mlflow.start_run`` state is used, so nothing leaks from one job to the next when
 a launcher reuses its worker processes (joblib), and jobs attach to their sweep's parent run
 by id (read from the sweep folder), never through ``MLFLOW_RUN_ID``.
+
+What goes to MLflow (:mod:`mmgnn.tracking.headline`): the resolved config as params plus each
+chosen group option under its group's name (``gnn=gat``, ``skip=sum``: short columns "Group by"
+can use), the headline metrics, and per-epoch curves of the loss terms, lr, temperature and the
+monitored validation metric; ``tracking.log_detail=true`` logs every metric. Every final metric
+is in ``metrics.csv`` and every epoch's metrics in ``history.csv`` (both artifacts).
 """
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+import pandas as pd
+from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.tracking import plots
+from mmgnn.analysis import plots
+from mmgnn.metrics.evaluate import MONITORED
+from mmgnn.tracking.headline import is_curve, is_headline, write_metrics_csv
+from mmgnn.tracking.local import Recorder, connect
 from mmgnn.tracking.params import config_hash, config_params, run_name
-from mmgnn.tracking.store import (
-    ensure_experiment,
-    get_client,
-    git_commit,
-    resolve_uri,
-    retry_locked,
-)
+from mmgnn.tracking.store import TrackingUnreachable, git_commit, resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +34,24 @@ PARENT_FILE = "mlflow_parent.json"
 TAG_HASH = "mmgnn.config_hash"
 TAG_SWEEP = "mmgnn.sweep_id"
 TAG_STATUS = "mmgnn.status"
+TAG_FACTORS = "mmgnn.factors"  # the sweep's swept override keys, comma-separated
 TAG_REUSED = "mmgnn.reused_by"  # + ".<parent run id>" on a FINISHED run a later sweep reused
 
 
 @dataclass
 class SweepInfo:
-    """What the sweep callback wrote into the sweep folder for its jobs."""
+    """What the sweep callback wrote into the sweep folder for its jobs.
 
-    parent_run_id: str
+    ``parent_run_id`` and ``experiment_id`` are ``None`` when the server was away at the
+    sweep's start (``tracking.offline_ok=true``); ``parent_local_id`` always names the parent.
+    """
+
+    parent_run_id: str | None
     sweep_id: str
-    experiment_id: str
+    experiment_id: str | None
     tracking_uri: str
+    parent_local_id: str | None = None
+    factors: list[str] = field(default_factory=list)
 
     @classmethod
     def read(cls, sweep_dir: str | Path) -> "SweepInfo | None":
@@ -57,17 +67,22 @@ class SweepInfo:
         return path
 
 
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def monitored_key(cfg: DictConfig) -> str:
+    """The validation metric the trainer selects on (``train.monitor``, ``auto`` resolved)."""
+    monitor = OmegaConf.select(cfg, "train.monitor", default="auto")
+    if monitor == "auto":
+        return f"val/{MONITORED[OmegaConf.select(cfg, 'data.pairing', default='item')]}"
+    return monitor if monitor.startswith("val/") else f"val/{monitor}"
 
 
 class MLflowJobRun:
-    """The MLflow run of one job: params, per-epoch metrics, results, artifacts, status.
+    """The MLflow run of one job: params, per-epoch curves, results, artifacts, status.
 
     Use as a context manager around the job: an exception ends the run FAILED, Ctrl-C
     (``KeyboardInterrupt``) ends it KILLED, and only a job that returned ends FINISHED.
-    It is also an epoch callback of the trainer (``on_epoch_end``).
+    It is also an epoch callback of the trainer (``on_epoch_end``). Everything is recorded to
+    ``<run dir>/tracking/`` first; a server that stops answering costs one bounded request,
+    after which the job records locally only (replay: ``python -m mmgnn.tracking.sync``).
 
     Args:
         cfg: the job's resolved config (``cfg.tracking`` says where and what to log).
@@ -75,6 +90,9 @@ class MLflowJobRun:
         choices: group -> chosen option (Hydra's ``runtime.choices``), for the run name.
         overrides: the job's command-line overrides, logged as a tag.
         sweep: the sweep's parent run, or ``None`` for a single run.
+
+    Raises:
+        TrackingUnreachable: the server is away at the start and ``tracking.offline_ok`` is off.
     """
 
     def __init__(
@@ -89,33 +107,50 @@ class MLflowJobRun:
         self.run_dir = Path(run_dir)
         self.sweep = sweep
         self.uri = sweep.tracking_uri if sweep else resolve_uri(cfg.tracking.uri)
-        self.client = get_client(self.uri)
-        self.experiment_id = (
-            sweep.experiment_id if sweep else ensure_experiment(self.client, cfg.tracking.experiment)
-        )
+        self.experiment_id = sweep.experiment_id if sweep else None
+        if self.experiment_id is None:
+            offline_ok = bool(OmegaConf.select(cfg, "tracking.offline_ok", default=False))
+            self.experiment_id = connect(self.uri, cfg.tracking.experiment, offline_ok)
+        self.recorder = Recorder(self.run_dir, self.uri, self.experiment_id)
+        self.client = self.recorder.client
         self.choices = choices
         self.name = cfg.tracking.run_name or run_name(choices, int(cfg.seed))
         self.overrides = overrides
         self.hash = config_hash(cfg)
-        self.run_id: str | None = None
+        self.detail = bool(OmegaConf.select(cfg, "tracking.log_detail", default=False))
+        self.monitor = monitored_key(cfg)
+
+    @property
+    def run_id(self) -> str | None:
+        """The server's run id (``None`` while the server has not seen the run)."""
+        return self.recorder.run_id
 
     @classmethod
     def from_hydra(cls, cfg: DictConfig) -> "MLflowJobRun":
-        """Build from the running Hydra job (sweep parent read from the sweep folder)."""
+        """Build from the running Hydra job (sweep parent read from the sweep folder).
+
+        A single run whose server is away exits with the one-line message (no traceback);
+        in a sweep the job fails and the sweep records it.
+        """
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
         hc = HydraConfig.get()
         sweep = SweepInfo.read(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
         choices = {k: v for k, v in hc.runtime.choices.items() if v is not None}
-        return cls(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task), sweep)
+        try:
+            return cls(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task), sweep)
+        except TrackingUnreachable as error:
+            if sweep is None:
+                raise SystemExit(f"error: {error}") from None
+            raise
 
     # ------------------------------------------------------------ resumable sweeps
     def finished_run(self):
         """A FINISHED run of the same config hash in this experiment, or ``None``."""
         if self.cfg.tracking.force or not self.cfg.tracking.skip_finished:
             return None
-        runs = retry_locked(
+        runs = self.recorder.call(
             self.client.search_runs,
             [self.experiment_id],
             filter_string=f"tags.`{TAG_HASH}` = '{self.hash}' and attributes.status = 'FINISHED'",
@@ -125,32 +160,25 @@ class MLflowJobRun:
 
     def mark_reused(self, run) -> None:
         """Record that this sweep counts an earlier FINISHED run instead of re-running it."""
-        if self.sweep is not None:
-            retry_locked(
-                self.client.set_tag, run.info.run_id, f"{TAG_REUSED}.{self.sweep.parent_run_id}", "1"
-            )
+        if self.sweep is not None and self.sweep.parent_run_id:
+            self.recorder.call(self.client.set_tag, run.info.run_id,
+                               f"{TAG_REUSED}.{self.sweep.parent_run_id}", "1")
         log.info("skipping: config %s already has FINISHED run %s (%s); tracking.force=true "
                  "re-runs it", self.hash, run.info.run_id, run.info.run_name)
 
     # ------------------------------------------------------------ lifecycle
-    def run_of_folder(self):
-        """The latest run logged from this job's run folder (what ``train.resume`` continues)."""
-        runs = retry_locked(
-            self.client.search_runs,
-            [self.experiment_id],
-            filter_string=f"tags.`mmgnn.run_dir` = '{self.run_dir}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return runs[0] if runs else None
+    def params(self) -> dict[str, str]:
+        """The resolved config at dot keys, and each chosen group option at its group's name."""
+        values = config_params(self.cfg)
+        for group, option in self.choices.items():
+            if "/" not in group and group != "hydra":
+                values.setdefault(f"{group}.name", str(option))  # gnn.name=gat
+                values.setdefault(group, str(option))  # gnn=gat: a short column to group by
+        return values
 
-    def start(self) -> str:
-        previous = self.run_of_folder() if OmegaConf.select(self.cfg, "train.resume") else None
-        if previous is not None:  # continue the interrupted run: same id, same params
-            self.run_id = previous.info.run_id
-            retry_locked(self.client.update_run, self.run_id, status="RUNNING")
-            retry_locked(self.client.set_tag, self.run_id, TAG_STATUS, "running")
-            retry_locked(self.client.set_tag, self.run_id, "mmgnn.resumed", "true")
+    def start(self) -> str | None:
+        if OmegaConf.select(self.cfg, "train.resume") and self.recorder.resume():
+            self.recorder.set_tags({TAG_STATUS: "running", "mmgnn.resumed": "true"})
             log.info("MLflow run %s (%s) resumed in %s", self.name, self.run_id, self.uri)
             return self.run_id
         tags = {
@@ -158,30 +186,25 @@ class MLflowJobRun:
             TAG_STATUS: "running",
             "mmgnn.overrides": " ".join(self.overrides) or "(defaults)",
             "mmgnn.run_dir": str(self.run_dir),
+            "mmgnn.monitor": self.monitor,
             "mlflow.source.git.commit": git_commit(),
         }
+        parent = (None, None)
         if self.sweep is not None:
-            tags["mlflow.parentRunId"] = self.sweep.parent_run_id
             tags[TAG_SWEEP] = self.sweep.sweep_id
-        run = retry_locked(
-            self.client.create_run, self.experiment_id, run_name=self.name, tags=tags
-        )
-        self.run_id = run.info.run_id
-        values = config_params(self.cfg)
-        for group, option in self.choices.items():  # gnn.name=gat, even where no key says so
-            if "/" not in group and group != "hydra":
-                values.setdefault(f"{group}.name", str(option))
-        params = [Param(k, v) for k, v in values.items()]
-        for chunk in _chunks(params, 100):
-            retry_locked(self.client.log_batch, self.run_id, params=chunk)
+            if self.sweep.factors:
+                tags[TAG_FACTORS] = ",".join(self.sweep.factors)
+            parent = (self.sweep.parent_run_id, self.sweep.parent_local_id)
+        self.recorder.start(self.cfg.tracking.experiment, self.name, tags, parent)
+        self.recorder.log_params(self.params())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        log.info("MLflow run %s (%s) in %s", self.name, self.run_id, self.uri)
+        log.info("MLflow run %s (%s) in %s", self.name, self.run_id or "offline", self.uri)
         return self.run_id
 
     def end(self, status: str) -> None:
-        retry_locked(self.client.set_tag, self.run_id, TAG_STATUS, status.lower())
-        retry_locked(self.client.set_terminated, self.run_id, status)
+        self.recorder.set_tags({TAG_STATUS: status.lower()})
+        self.recorder.end(status)
 
     def __enter__(self) -> "MLflowJobRun":
         self.start()
@@ -193,55 +216,52 @@ class MLflowJobRun:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end(RunStatus.to_string(RunStatus.KILLED))
         else:
-            retry_locked(self.client.set_tag, self.run_id, "mmgnn.error",
-                         f"{exc_type.__name__}: {exc}"[:5000])
+            self.recorder.set_tags({"mmgnn.error": f"{exc_type.__name__}: {exc}"[:5000]})
             self.end(RunStatus.to_string(RunStatus.FAILED))
         return False
 
     # ------------------------------------------------------------ logging
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        entries = [
-            Metric(k, float(v), now, 0 if step is None else step)
-            for k, v in metrics.items()
-            if v is not None and v == v  # drop NaN (MLflow stores it, but tables choke)
-        ]
-        for chunk in _chunks(entries, 1000):
-            retry_locked(self.client.log_batch, self.run_id, metrics=chunk)
-
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        """Per-epoch curves (``step=epoch``): loss terms, lr, temperature, the monitored metric."""
+        self.recorder.log_metrics(
+            {k: v for k, v in metrics.items()
+             if k != "epoch" and (self.detail or is_curve(k, self.monitor))}, step=epoch)
 
-    def log_result(self, result) -> None:
-        """Final test metrics, summary metrics and every artifact of a finished job."""
-        summary = {
+    def final_metrics(self, result) -> dict[str, float]:
+        """Test metrics, cost, best epoch and every validation metric at the best epoch."""
+        best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
+        return {
+            **result.test_metrics,
             "best_epoch": float(result.best_epoch),
+            **{f"best_{k}": v for k, v in best.items() if k.startswith("val/")},
             f"best_{result.monitor}": result.value,
         }
-        best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
-        summary.update({f"best_{k}": v for k, v in best.items() if k.startswith("val/")})
-        self.log_metrics({**result.test_metrics, **summary})
-        tags = [RunTag("mmgnn.monitor", result.monitor)]
-        retry_locked(self.client.log_batch, self.run_id, tags=tags)
+
+    def log_result(self, result) -> None:
+        """Final metrics (headline to MLflow, all to ``metrics.csv``) and every artifact."""
+        final = self.final_metrics(result)
+        self.recorder.log_metrics(
+            {k: v for k, v in final.items() if self.detail or is_headline(k, result.monitor)})
+        self.recorder.set_tags({"mmgnn.monitor": result.monitor})
+        write_metrics_csv(final, self.run_dir / "metrics.csv")
+        if result.history:
+            pd.DataFrame(result.history).to_csv(self.run_dir / "history.csv", index=False)
         self._log_artifacts(result)
 
-    def _log_file(self, path: Path, where: str | None = None) -> None:
-        retry_locked(self.client.log_artifact, self.run_id, str(path), where)
-
     def _log_artifacts(self, result) -> None:
-        self._log_file(self.run_dir / "config.yaml")
+        log_file = self.recorder.log_artifact
+        for name in ("config.yaml", "metrics.csv", "history.csv", "standardizer.npz"):
+            if (self.run_dir / name).exists():
+                log_file(self.run_dir / name)
         hydra_dir = self.run_dir / ".hydra"
         if hydra_dir.is_dir():
-            retry_locked(self.client.log_artifacts, self.run_id, str(hydra_dir), "hydra")
+            log_file(hydra_dir, "hydra")
         for name, path in result.files.items():
             if Path(path).exists() and (name != "best_checkpoint" or self.cfg.tracking.log_checkpoint):
-                self._log_file(path, "checkpoints" if name == "best_checkpoint" else None)
-        standardizer = self.run_dir / "standardizer.npz"
-        if standardizer.exists():
-            self._log_file(standardizer)
+                log_file(path, "checkpoints" if name == "best_checkpoint" else None)
         if self.cfg.tracking.log_plots and result.history:
             for path in self._plots(result):
-                self._log_file(path, "plots")
+                log_file(path, "plots")
 
     def _plots(self, result) -> list[Path]:
         folder = self.run_dir / "plots"

@@ -1,7 +1,9 @@
-"""Where runs are stored: the default SQLite store, experiments, retries on a locked database."""
+"""Where runs are stored: the default SQLite store, experiments, retries on a locked database,
+bounded HTTP requests and the test of an unreachable tracking server."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import subprocess
 import time
@@ -60,8 +62,67 @@ def retry_locked(fn: Callable[..., T], *args, attempts: int = 12, **kwargs) -> T
     raise AssertionError("unreachable")
 
 
+# MLflow's own HTTP settings (read at every request), bounded so that an unreachable server
+# costs seconds, not MLflow's default of 7 retries with exponential back-off (minutes). A value
+# the user exported wins.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# Experiment tag that makes MLflow 3's UI open the experiment in its model-training view
+# (runs table with params and metrics) rather than the GenAI view.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+class TrackingUnreachable(RuntimeError):
+    """The MLflow tracking server did not answer (connection refused, timeout, 5xx)."""
+
+
+def bound_http_requests() -> None:
+    """Set :data:`HTTP_BOUNDS` in this process's environment where the user has not."""
+    for key, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(key, value)
+    # urllib3 warns at each retry; the recorder says once, in one line, what happened.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the server is away (as opposed to a request it refused)."""
+    import requests
+
+    if isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError,
+                          TimeoutError)):
+        return True
+    text = str(error)
+    return isinstance(error, MlflowException) and (
+        "failed with exception" in text or "Max retries exceeded" in text
+    )
+
+
+def unreachable_reason(error: BaseException) -> str:
+    text = str(error)
+    for phrase in ("Connection refused", "timed out", "Name or service not known",
+                   "too many 5", "Connection reset", "Remote end closed"):
+        if phrase in text:
+            return phrase
+    return type(error).__name__
+
+
+def unreachable_message(uri: str, error: BaseException) -> str:
+    """One line: what failed and the two ways on."""
+    reason = unreachable_reason(error)
+    return (f"MLflow tracking server {uri} is unreachable ({reason}): start it or fix "
+            "tracking.uri, or add tracking.offline_ok=true to record to the run folder only "
+            "and replay later with `python -m mmgnn.tracking.sync <run or sweep folder>`")
+
+
 def get_client(uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=resolve_uri(uri))
+    uri = resolve_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        bound_http_requests()
+    return MlflowClient(tracking_uri=uri)
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
@@ -72,13 +133,18 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     """
     found = retry_locked(client.get_experiment_by_name, name)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND[0]) is None:
+            retry_locked(client.set_experiment_tag, found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
     location = None
     if is_local_store(client.tracking_uri):
         location = (project_root() / "outputs" / "mlartifacts").as_uri()
     try:
-        return retry_locked(client.create_experiment, name, artifact_location=location)
-    except MlflowException:
+        return retry_locked(client.create_experiment, name, artifact_location=location,
+                            tags=dict([EXPERIMENT_KIND]))
+    except MlflowException as error:
+        if is_unreachable(error):
+            raise
         found = retry_locked(client.get_experiment_by_name, name)
         if found is None:
             raise
