@@ -2,7 +2,8 @@
 
 Per run (logged by :mod:`mmgnn.tracking.job_run`): :func:`learning_curves`,
 :func:`similarity_matrix`, :func:`gate_distribution`. Per sweep (in the ablation report):
-:func:`plot_ranks` (GraphGym's rank view, You et al. 2020) and :func:`plot_effects`.
+:func:`plot_ranks` (GraphGym's rank view, You et al. 2020) and :func:`plot_effects`; per
+numeric factor: :func:`plot_factor_curves`.
 
 Figures are built with ``matplotlib.figure.Figure`` rather than ``pyplot``: no global backend
 or figure state, so plotting is safe in worker processes and never opens a window.
@@ -103,6 +104,36 @@ def plot_ranks(ranks: pd.DataFrame, factor: str, levels: Sequence[str], metric: 
     groups = ranks.drop_duplicates([c for c in ranks.columns if c not in value_columns])
     ax.set_title(f"{factor}: rank by {metric_name(metric)}\n({len(groups)} groups)", fontsize=9)
     return _save(fig, path, 120)
+
+
+def plot_factor_curves(points: pd.DataFrame, factor: str, panels: dict[str, str], path: Path,
+                       title: str = "", xlabel: str = "") -> Path:
+    """One panel per metric column of ``points`` against a numeric factor's levels.
+
+    ``points``: one row per run, the column ``factor`` (numbers) and the ``panels`` columns
+    (``column -> panel title``). The levels sit evenly spaced in increasing order; each
+    panel shows the mean over a level's runs (NaN runs left out), with bars from the minimum
+    to the maximum when a level has several runs; ``xlabel`` defaults to ``factor``. Used for
+    the hardneg beta sweep (``experiments/plot_beta_sweep.py``).
+    """
+    levels = np.sort(points[factor].astype(float).unique())
+    x = np.arange(len(levels))
+    fig = Figure(figsize=(4 * max(len(panels), 1), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (column, panel_title) in zip(axes, panels.items()):
+        by_level = points.groupby(points[factor].astype(float))[column].agg(["mean", "min", "max"])
+        by_level = by_level.reindex(levels)
+        mean = by_level["mean"].to_numpy(float)
+        spread = np.vstack([mean - by_level["min"].to_numpy(float),
+                            by_level["max"].to_numpy(float) - mean])
+        ax.errorbar(x, mean, yerr=np.nan_to_num(spread), marker="o", capsize=3)
+        ax.set_xticks(x, [f"{v:g}" for v in levels])
+        ax.set_xlabel(xlabel or factor)
+        ax.set_title(panel_title, fontsize=10)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, 110)
 
 
 def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:

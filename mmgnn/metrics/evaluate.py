@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,154 @@ def _unique_parts(names: Sequence[str]) -> list[str]:
     return [p if parts.count(p) == 1 else f"{p}_{i}" for i, p in enumerate(parts)]
 
 
+def _direction_queries(
+    emb: dict[str, np.ndarray],
+    present: np.ndarray,
+    labels: np.ndarray | None,
+    pairing: str,
+    keys: dict[str, str],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-query values of every ordered modality pair, over all ``N`` items.
+
+    Returns:
+        ``{"<a>_to_<b>": {"ranks"?, "label_rank"?, "ap"?: float64 [N]}}``, NaN where an item
+        is no query of that direction, so every subset (all items, one group) is summarised
+        from the same rankings. ``ranks`` only under item pairing, the label values only
+        with labels.
+    """
+    names = list(emb)
+    n = len(present)
+    per_query: dict[str, dict[str, np.ndarray]] = {}
+    for ia, ib in itertools.permutations(range(len(names)), 2):
+        a, b = names[ia], names[ib]
+        values: dict[str, np.ndarray] = {}
+        if pairing == "item":
+            rows = np.flatnonzero(present[:, ia] & present[:, ib])
+            query, gallery, query_rows, gallery_rows = emb[a][rows], emb[b][rows], rows, rows
+            values["ranks"] = _scatter(n, rows, match_ranks(query, gallery))
+        else:
+            query_rows = np.flatnonzero(present[:, ia])
+            gallery_rows = np.flatnonzero(present[:, ib])
+            query, gallery = emb[a][query_rows], emb[b][gallery_rows]
+        if labels is not None:
+            ql, gl = labels[query_rows], labels[gallery_rows]
+            values["label_rank"] = _scatter(n, query_rows, label_ranks(query, gallery, ql, gl))
+            values["ap"] = _scatter(n, query_rows, average_precision(query, gallery, ql, gl))
+        per_query[f"{keys[a]}_to_{keys[b]}"] = values
+    return per_query
+
+
+def _retrieval_summary(
+    per_query: dict[str, dict[str, np.ndarray]],
+    subset: np.ndarray,
+    keys: dict[str, str],
+    recall_names: Sequence[str],
+    ks: Sequence[int],
+) -> dict[str, float]:
+    """Per-direction, per-unordered-pair ``rsum`` and ``retrieval/*`` means over ``subset``.
+
+    Args:
+        per_query: from :func:`_direction_queries`.
+        subset: bool ``[N]``, the queries counted.
+        keys: modality name -> key part, in modality order.
+        recall_names: the pairing's recall keys (``r{k}`` or ``label_r{k}``).
+    """
+    out: dict[str, float] = {}
+    directions = {
+        d: summarize(**{k: v[subset] for k, v in values.items()}, ks=ks)
+        for d, values in per_query.items()
+    }
+    for d, s in directions.items():
+        out.update({f"{d}/{k}": v for k, v in s.items()})
+    rsums = []
+    for a, b in itertools.combinations(keys.values(), 2):
+        both = (directions[f"{a}_to_{b}"], directions[f"{b}_to_{a}"])
+        if all(r in s for s in both for r in recall_names):
+            rsums.append(sum(s[r] for s in both for r in recall_names))
+            out[f"{a}_and_{b}/rsum"] = rsums[-1]
+    for metric in dict.fromkeys(k for s in directions.values() for k in s):
+        out[f"retrieval/{metric}"] = float(
+            np.mean([s[metric] for s in directions.values() if metric in s])
+        )
+    if rsums:
+        out["retrieval/rsum"] = float(np.mean(rsums))
+    mean_recalls = [
+        np.mean([s[r] for r in recall_names])
+        for s in directions.values()
+        if all(r in s for r in recall_names)
+    ]
+    if mean_recalls:
+        out["retrieval/mean_recall"] = float(np.mean(mean_recalls))
+    return out
+
+
+def _fused_summary(
+    fused_query: dict[str, np.ndarray],
+    predicted: np.ndarray | None,
+    labels: np.ndarray | None,
+    subset: np.ndarray,
+    ks: Sequence[int],
+) -> dict[str, float]:
+    """``fused/*`` over ``subset``: same-label retrieval and, with predictions, acc/macro-F1.
+
+    Args:
+        fused_query, predicted: from :func:`_fused_queries`.
+        labels: int64 ``[N]`` or None; subset: bool ``[N]``.
+    """
+    out: dict[str, float] = {}
+    if fused_query:
+        s = summarize(**{k: v[subset] for k, v in fused_query.items()}, ks=ks)
+        out.update({f"fused/{k}": v for k, v in s.items()})
+    if predicted is not None:
+        scored = subset & (labels >= 0)
+        if scored.any():
+            out["fused/acc"] = accuracy(predicted[scored], labels[scored])
+            out["fused/macro_f1"] = macro_f1(predicted[scored], labels[scored])
+    return out
+
+
+def _group_metrics(
+    summary: Callable[[np.ndarray], dict[str, float]],
+    groups: np.ndarray,
+    group_names: Sequence[str],
+) -> dict[str, float]:
+    """``group/<name>/<key>`` of every non-empty group, then ``worst_group/<key>``.
+
+    Args:
+        summary: bool subset ``[N]`` -> ``{key: value}``.
+        groups: int64 ``[N]`` codes into ``group_names``.
+
+    The worst group's value is the maximum for :data:`LOWER_IS_BETTER` metrics, the minimum
+    otherwise, over the groups that have the key.
+    """
+    out: dict[str, float] = {}
+    worst: dict[str, float] = {}
+    for code, part in enumerate(_unique_parts(group_names)):
+        in_group = groups == code
+        if not in_group.any():
+            continue
+        for k, v in summary(in_group).items():
+            out[f"group/{part}/{k}"] = v
+            if k not in worst:
+                worst[k] = v
+            elif k.rsplit("/", 1)[-1] in LOWER_IS_BETTER:
+                worst[k] = max(worst[k], v)
+            else:
+                worst[k] = min(worst[k], v)
+    out.update({f"worst_group/{k}": v for k, v in worst.items()})
+    return out
+
+
+def _gate_means(gates, present: np.ndarray, keys: dict[str, str]) -> dict[str, float]:
+    """``gates/<modality>/mean``: the mean of gates ``[N, M]`` over the items having it."""
+    gates = to_numpy(gates)
+    return {
+        f"gates/{part}/mean": float(gates[present[:, i], i].mean())
+        for i, part in enumerate(keys.values())
+        if present[:, i].any()
+    }
+
+
 def multimodal_metrics(
     embeddings: dict,
     present,
@@ -146,98 +294,23 @@ def multimodal_metrics(
     names = list(embeddings)
     emb = {m: to_numpy(e) for m, e in embeddings.items()}
     present = to_numpy(present).astype(bool)
-    n = len(present)
     labels = None if labels is None else to_numpy(labels).astype(np.int64)
-    groups = to_numpy(groups).astype(np.int64)
-    fused = to_numpy(fused)
     keys = dict(zip(names, _unique_parts(names)))
 
-    # per-query values over all N items (NaN where an item is no query), so that every
-    # subset (all items, one group) is summarised from the same rankings
-    per_query: dict[str, dict[str, np.ndarray]] = {}
-    for ia, ib in itertools.permutations(range(len(names)), 2):
-        a, b = names[ia], names[ib]
-        values: dict[str, np.ndarray] = {}
-        if pairing == "item":
-            rows = np.flatnonzero(present[:, ia] & present[:, ib])
-            query, gallery, query_rows, gallery_rows = emb[a][rows], emb[b][rows], rows, rows
-            values["ranks"] = _scatter(n, rows, match_ranks(query, gallery))
-        else:
-            query_rows = np.flatnonzero(present[:, ia])
-            gallery_rows = np.flatnonzero(present[:, ib])
-            query, gallery = emb[a][query_rows], emb[b][gallery_rows]
-        if labels is not None:
-            ql, gl = labels[query_rows], labels[gallery_rows]
-            values["label_rank"] = _scatter(n, query_rows, label_ranks(query, gallery, ql, gl))
-            values["ap"] = _scatter(n, query_rows, average_precision(query, gallery, ql, gl))
-        per_query[f"{keys[a]}_to_{keys[b]}"] = values
-
-    fused_query, predicted = _fused_queries(fused, present, labels, logits)
-    classified = np.zeros(n, dtype=bool) if predicted is None else labels >= 0
-
+    per_query = _direction_queries(emb, present, labels, pairing, keys)
+    fused_query, predicted = _fused_queries(to_numpy(fused), present, labels, logits)
     recall_names = [f"r{k}" if pairing == "item" else f"label_r{k}" for k in ks]
 
     def summary(subset: np.ndarray) -> dict[str, float]:
-        out: dict[str, float] = {}
-        directions = {
-            d: summarize(**{k: v[subset] for k, v in values.items()}, ks=ks)
-            for d, values in per_query.items()
+        return {
+            **_retrieval_summary(per_query, subset, keys, recall_names, ks),
+            **_fused_summary(fused_query, predicted, labels, subset, ks),
         }
-        for d, s in directions.items():
-            out.update({f"{d}/{k}": v for k, v in s.items()})
-        rsums = []
-        for a, b in itertools.combinations(names, 2):
-            both = (directions[f"{keys[a]}_to_{keys[b]}"], directions[f"{keys[b]}_to_{keys[a]}"])
-            if all(r in s for s in both for r in recall_names):
-                rsums.append(sum(s[r] for s in both for r in recall_names))
-                out[f"{keys[a]}_and_{keys[b]}/rsum"] = rsums[-1]
-        metric_names = dict.fromkeys(k for s in directions.values() for k in s)
-        for metric in metric_names:
-            out[f"retrieval/{metric}"] = float(
-                np.mean([s[metric] for s in directions.values() if metric in s])
-            )
-        if rsums:
-            out["retrieval/rsum"] = float(np.mean(rsums))
-        mean_recalls = [
-            np.mean([s[r] for r in recall_names])
-            for s in directions.values()
-            if all(r in s for r in recall_names)
-        ]
-        if mean_recalls:
-            out["retrieval/mean_recall"] = float(np.mean(mean_recalls))
-        if fused_query:
-            s = summarize(**{k: v[subset] for k, v in fused_query.items()}, ks=ks)
-            out.update({f"fused/{k}": v for k, v in s.items()})
-        scored = subset & classified
-        if scored.any():
-            out["fused/acc"] = accuracy(predicted[scored], labels[scored])
-            out["fused/macro_f1"] = macro_f1(predicted[scored], labels[scored])
-        return out
 
-    metrics = summary(np.ones(n, dtype=bool))
-
-    per_group: dict[str, dict[str, float]] = {}
-    for code, part in enumerate(_unique_parts(group_names)):
-        in_group = groups == code
-        if in_group.any():
-            per_group[part] = summary(in_group)
-    worst: dict[str, float] = {}
-    for part, s in per_group.items():
-        for k, v in s.items():
-            metrics[f"group/{part}/{k}"] = v
-            if k not in worst:
-                worst[k] = v
-            elif k.rsplit("/", 1)[-1] in LOWER_IS_BETTER:
-                worst[k] = max(worst[k], v)
-            else:
-                worst[k] = min(worst[k], v)
-    metrics.update({f"worst_group/{k}": v for k, v in worst.items()})
-
+    metrics = summary(np.ones(len(present), dtype=bool))
+    metrics.update(_group_metrics(summary, to_numpy(groups).astype(np.int64), group_names))
     if gates is not None:
-        gates = to_numpy(gates)
-        for i, m in enumerate(names):
-            if present[:, i].any():
-                metrics[f"gates/{keys[m]}/mean"] = float(gates[present[:, i], i].mean())
+        metrics.update(_gate_means(gates, present, keys))
     return metrics
 
 
