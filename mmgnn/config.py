@@ -5,6 +5,11 @@ Registered in Hydra's ConfigStore as ``<group>/schema`` and named first in each 
 own message (``train.epochs=abc`` -> ``Value 'abc' could not be converted to Integer``).
 The groups that build objects with ``_target_`` (gnn, skip, fusion, model, loss) are checked
 against their constructors' signatures and annotations by :func:`check_targets` at start.
+
+The dataclasses below are the one place where the defaults of data, optim, sched, train and
+tracking live: their YAML options (``conf/<group>/*.yaml``) set only what makes an option
+what it is (``tests/test_config.py`` checks this for every option), and the trainer reads
+these typed objects (:class:`TrainerConfig`), not loose arguments with defaults of their own.
 """
 from __future__ import annotations
 
@@ -32,22 +37,17 @@ class DataConfig:
 
 
 @dataclass
-class GraphBuilderConfig:
-    builder: str = "knn"  # chain | grid | knn | full | given
-    window: int = 1
-    neighbours: int = 4
-    k: int = 8
-    space: str = "pos"
-
-
-@dataclass
 class GraphConfig:
-    """``graph`` group: one builder per modality, ``default`` for the unlisted ones."""
+    """``graph`` group: one builder per modality, ``default`` for the unlisted ones.
 
-    default: GraphBuilderConfig = field(default_factory=GraphBuilderConfig)
-    # modality -> builder fields; untyped so that `+graph.modalities.<m>.builder=chain` can add
-    # a modality (GraphSpec validates every entry with a clear error).
-    modalities: dict[str, Any] = field(default_factory=dict)
+    A builder is ``_target_`` (a ``mmgnn.data.graphs.GraphSpec`` subclass) plus that class's
+    own options, from ``conf/graph/builder/<name>.yaml``; the entries are untyped here because
+    each builder has other options, and ``graph_specs_from_config`` checks every entry against
+    its class with an error naming the modality and the option.
+    """
+
+    default: dict[str, Any] = field(default_factory=dict)
+    modalities: dict[str, Any] = field(default_factory=dict)  # modality -> builder entry
     self_loops: bool = False
 
 
@@ -74,12 +74,26 @@ class SchedConfig:
 
 @dataclass
 class StageConfig:
-    """One stage of fine-tuning: its epochs, frozen modules and per-module lr scales."""
+    """One stage of fine-tuning: ``epochs`` epochs with ``freeze`` modules frozen and
+    ``lr_scale`` per module (``mmgnn.train.stages.Stage`` is this class).
+
+    Module names are prefixes of parameter names: ``branches.text`` (one branch), ``fusion``,
+    ``heads.image``, ``branches`` (every branch), ``loss`` (the temperature).
+    """
 
     name: str = "joint"
     epochs: int = 10
     freeze: list[str] = field(default_factory=list)
     lr_scale: dict[str, float] = field(default_factory=dict)
+
+
+def staged_fine_tuning() -> list[StageConfig]:
+    """The default stages: the text branch frozen for 4 epochs while fusion and the other
+    branches warm up, then every module for 16 epochs (the text branch at half the lr)."""
+    return [
+        StageConfig("warmup", 4, freeze=["branches.text"]),
+        StageConfig("finetune", 16, lr_scale={"branches.text": 0.5}),
+    ]
 
 
 @dataclass
@@ -94,11 +108,11 @@ class TrainConfig:
 
     batch_size: int = 128
     eval_batch_size: int = 512
-    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
-    modality_dropout: float = 0.0
+    stages: list[StageConfig] = field(default_factory=staged_fine_tuning)
+    modality_dropout: float = 0.1  # each present modality of an item hidden with this probability
     monitor: str = "auto"  # a validation metric key, or auto (from data.pairing)
-    patience: int = 5  # epochs without improvement before stopping (0: never stop early)
-    min_delta: float = 0.0
+    patience: int = 4  # epochs of the last stage without improvement before stopping (0: never)
+    min_delta: float = 0.0  # an improvement must beat the best by more than this
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision (bf16 autocast) when on CUDA; ignored on CPU
     resume: bool = False  # continue from <run dir>/checkpoints/last.pt
@@ -120,6 +134,45 @@ class TrackingConfig:
     log_plots: bool = True
     skip_finished: bool = True  # in a sweep, a config whose hash has a FINISHED run is skipped
     force: bool = False  # re-run even when a FINISHED run of this config exists
+    log_detail: bool = False  # every metric to MLflow, not only the headline set (metrics.csv has all)
+    offline_ok: bool = False  # server away at start: record to the run folder only (else fail fast)
+
+
+@dataclass
+class TrainerConfig:
+    """What :class:`~mmgnn.train.Trainer` reads from a run's config, as typed objects.
+
+    The ``train``, ``optim`` and ``sched`` groups, ``data.pairing`` (which validation metric
+    leads when ``train.monitor=auto``) and the run's ``seed`` (shuffling and modality dropout).
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    pairing: str = DataConfig.pairing
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TrainerConfig":
+        """The typed view of a composed run config (a ``DictConfig`` with those groups)."""
+        return cls(
+            train=as_schema(cfg.train, TrainConfig),
+            optim=as_schema(cfg.optim, OptimConfig),
+            sched=as_schema(cfg.sched, SchedConfig),
+            pairing=str(cfg.data.pairing),
+            seed=int(cfg.seed),
+        )
+
+
+def as_schema(node: Any, schema: type) -> Any:
+    """A config node as an instance of its schema dataclass (interpolations resolved).
+
+    Merged onto the schema first, so a node composed without it (a plain dict) is checked
+    and completed the same way Hydra does at start.
+    """
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
 
 
 def register_configs() -> None:
@@ -199,19 +252,43 @@ def config_search_path() -> list[str]:
     return [f"file://{CONF_DIR}"] + [f"file://{Path(p).resolve()}" for p in extra]
 
 
+def _config_repository():
+    """Hydra's config repository over ``conf/``, ``$MMGNN_CONFIG_PATH`` and the ConfigStore,
+    searched as a run searches them (search-path plugins included)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+
+    main, *extra = config_search_path()
+    search_path = create_config_search_path(main)
+    known = {element.path for element in search_path.get_path()}
+    for path in extra:  # already there when hydra_plugins.mmgnn_searchpath was discovered
+        if path not in known:
+            search_path.append("mmgnn", path)
+    return ConfigRepository(config_search_path=search_path)
+
+
 def group_options(group: str) -> list[str]:
     """The options of a config group (``gnn`` -> ``['gat', 'gatv2', 'gcn', ...]``), sorted.
 
     Read by Hydra's own config repository from ``conf/`` and ``$MMGNN_CONFIG_PATH``, so the
     tests, benchmarks and presets that cover "every gnn / fusion / ..." pick up a new option
-    (one class + one YAML) without a list to edit. The schema entries are left out.
+    (one class + one YAML) without a list to edit. The schema entries are left out; nested
+    groups are named with ``/`` (``graph/builder``).
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.config_search_path import ConfigSearchPath
+    from hydra.core.object_type import ObjectType
 
-    search_path: ConfigSearchPath = create_config_search_path(None)
-    for path in config_search_path():
-        search_path.append("mmgnn", path)
-    loader = ConfigLoaderImpl(config_search_path=search_path)
-    return sorted(o for o in loader.get_group_options(group) if o != "schema")
+    options = _config_repository().get_group_options(group, results_filter=ObjectType.CONFIG)
+    return sorted(o for o in options if o != "schema")
+
+
+def load_option(group: str, name: str) -> Any:
+    """One option's config node as its file holds it (``load_option("gnn", "gat")``), found
+    where :func:`group_options` finds it; a ``defaults`` list is not applied.
+
+    Raises:
+        ValueError: no such option, naming the group's options.
+    """
+    loaded = _config_repository().load_config(f"{group}/{name}")
+    if loaded is None:
+        raise ValueError(f"no config {group}/{name}; the {group} options are {group_options(group)}")
+    return loaded.config

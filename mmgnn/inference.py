@@ -4,16 +4,16 @@
 
 The features of the new data are standardised with the statistics saved by the run
 (``standardizer.npz``), never refitted, and its graphs are built with the run's graph config,
-so a model sees inputs prepared exactly as in training.
+so a model sees inputs prepared exactly as in training. The checkpoint is read with torch's
+weights-only loader (:func:`mmgnn.train.checkpoint.load_checkpoint`): a run folder from someone
+else cannot run code, and one whose checkpoint would need pickled objects is refused.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-
 
 import numpy as np
 import torch
@@ -23,7 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.normalize import Standardizer
+from mmgnn.data.pe import dataset_encodings, encodings_from_config
 from mmgnn.data.pipeline import prepare_data
+from mmgnn.models.text_encoder import check_token_ids, token_encoders_from_config
+from mmgnn.train.checkpoint import CheckpointError, load_checkpoint
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs
 
 META_FILE = "model_meta.json"
@@ -46,15 +49,25 @@ class TrainedRun:
                 raise FileNotFoundError(f"{run_dir} is not a finished mmgnn run: no {needed}")
         cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
         meta = json.loads((run_dir / META_FILE).read_text())
+        state = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)
+        # The node encodings as in training: a modality had pos there iff it has an encoder
+        # (pe configs fall back to none without pos), its raw size is the encoder's input.
+        encoder_in = {m: state["model"].get(f"encoders.{m}.token.weight") for m in meta["modality_dims"]}
+        encodings = encodings_from_config(
+            meta["modality_dims"], {m: w is not None for m, w in encoder_in.items()},
+            cfg.pe.default, cfg.pe.modalities, cfg.pe.without_pos,
+        ) if "pe" in cfg else {}
         model = instantiate(
             cfg.model,
+            _partial_=True,
             modality_dims=meta["modality_dims"],
             num_classes=meta["num_classes"],
             branch=instantiate(cfg.gnn, hidden_dim=meta["gnn_hidden_dim"]),
             skip=instantiate(cfg.skip),
             fusion=instantiate(cfg.fusion),
-        )
-        state = torch.load(run_dir / "checkpoints" / "best.pt", map_location=device)
+        )(encodings=encodings, pe_combine=OmegaConf.select(cfg, "pe.combine", default="concat"),
+          pe_dims={m: w.shape[1] for m, w in encoder_in.items() if w is not None},
+          token_encoders=token_encoders_from_config(OmegaConf.select(cfg, "text_encoder")))
         model.load_state_dict(state["model"])
         model.to(device).eval()
         path = run_dir / "standardizer.npz"
@@ -67,11 +80,18 @@ class TrainedRun:
         if dims != self.modality_dims:
             raise ValueError(f"the run was trained on modalities {self.modality_dims} "
                              f"(name: feature size), the data has {dims}")
+        for m in self.model.token_encoded:  # text_encoder=minilm: the encoder reads token ids
+            encoder = self.model.branches[m].encoder
+            check_token_ids(dataset, m, encoder.vocab_size, encoder.max_tokens,
+                            f"the run's text_encoder={self.cfg.text_encoder.name}")
         if self.standardizer is not None:
             dataset = self.standardizer.transform(dataset)
         graph = OmegaConf.to_container(self.cfg.graph, resolve=True)
         specs = graph_specs_from_config(dataset.modality_names, graph["default"], graph["modalities"])
-        data = prepare_data(dataset, specs, self_loops=graph["self_loops"], standardize=False)
+        encodings = dataset_encodings(OmegaConf.to_container(self.cfg.pe, resolve=True), dataset) \
+            if "pe" in self.cfg else None
+        data = prepare_data(dataset, specs, self_loops=graph["self_loops"], standardize=False,
+                            encodings=encodings)
         rows = np.arange(dataset.n_items, dtype=np.int64)
         device = next(self.model.parameters()).device
         return collect_outputs(self.model, data.loader("test", batch_size, rows=rows), device)
@@ -85,9 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from mmgnn.data.folder import load_folder
 
-    run = TrainedRun.load(args.run)
-    dataset = load_folder(args.data, modalities=list(run.modality_dims))
-    out = run.embed(dataset)
+    try:
+        run = TrainedRun.load(args.run)
+        dataset = load_folder(args.data, modalities=list(run.modality_dims))
+        out = run.embed(dataset)
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
+        raise SystemExit(f"mmgnn.inference: {err}") from None
     arrays = {f"embedding_{m}": v for m, v in out.embeddings.items()}
     arrays.update(present=out.present, fused=out.fused, gates=out.gates,
                   item_id=dataset.items["item_id"].to_numpy().astype(str))

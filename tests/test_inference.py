@@ -1,16 +1,19 @@
 """A trained run embeds new data with its own statistics and graphs: re-scoring its test split
 through ``mmgnn.inference`` reproduces the metrics the run wrote."""
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from mmgnn.data.folder import load_folder, write_folder
 from mmgnn.data.normalize import Standardizer
 from mmgnn.data.synthetic import make_synthetic
 from mmgnn.inference import TrainedRun, main
+from mmgnn.train.checkpoint import UnsafeCheckpointError
 from mmgnn.train.evaluation import SplitOutputs, score
 
 from conftest import ROOT
@@ -74,3 +77,31 @@ def test_cli_writes_embeddings_and_rejects_other_modalities(trained, tmp_path):
         run.embed(other)
     with pytest.raises(FileNotFoundError, match="not a finished mmgnn run"):
         TrainedRun.load(tmp_path)
+
+
+class Payload:
+    """Unpickling this would create a directory: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.path,)
+
+
+def test_a_checkpoint_with_pickled_objects_is_refused_not_unpickled(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained / "run", run_dir)
+    best = run_dir / "checkpoints" / "best.pt"
+    state = torch.load(best, weights_only=True)  # what the run wrote is plain data
+    marker = tmp_path / "payload_ran"
+    torch.save({**state, "model": Payload(marker)}, best)
+    with pytest.raises(UnsafeCheckpointError, match=r"best\.pt is not a plain-tensor checkpoint"):
+        TrainedRun.load(run_dir)
+    with pytest.raises(SystemExit, match=r"mmgnn\.inference: .*best\.pt is not a plain-tensor"):
+        main(["--run", str(run_dir), "--data", str(trained / "data"),
+              "--out", str(tmp_path / "emb.npz")])
+    assert not marker.exists(), "the pickled payload ran"
+    assert not (tmp_path / "emb.npz").exists()

@@ -1,17 +1,20 @@
 """The training loop: stages freeze and unfreeze, resume equals an uninterrupted run,
 non-finite losses stop cleanly, early stopping, seeding, modality dropout."""
+import math
 from functools import partial
 
 import pytest
 import torch
 
-from mmgnn.data.graphs import GraphSpec
+from mmgnn.config import OptimConfig, SchedConfig, TrainConfig, TrainerConfig
+from mmgnn.data.graphs import ChainGraph, GridGraph
 from mmgnn.data.pipeline import prepare_data
 from mmgnn.data.synthetic import make_synthetic
 from mmgnn.losses import InfoNCE, MultimodalObjective
 from mmgnn.models import GNNBranch, ModalitySkip, MultimodalGNN
 from mmgnn.models.convs import SAGELayer
 from mmgnn.models.fusion import GatedFusion
+from mmgnn.train.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 from mmgnn.train.stages import Stage
 from mmgnn.train.trainer import (
     NonFiniteLossError,
@@ -21,9 +24,9 @@ from mmgnn.train.trainer import (
 )
 
 SPECS = {
-    "text": GraphSpec("chain"),
-    "image": GraphSpec("grid", neighbours=4),
-    "audio": GraphSpec("chain", window=2),
+    "text": ChainGraph(window=1),
+    "image": GridGraph(neighbours=4),
+    "audio": ChainGraph(window=2),
 }
 
 
@@ -47,11 +50,22 @@ def build(data, seed=0):
     return model, objective
 
 
+def trainer_config(stages, seed=0, lr=3e-3, warmup_fraction=0.1, **train):
+    """Small batches on the CPU, no early stopping and no modality dropout unless asked."""
+    options = dict(batch_size=32, eval_batch_size=64, patience=0, modality_dropout=0.0,
+                   device="cpu")
+    options.update(train)
+    return TrainerConfig(
+        train=TrainConfig(stages=list(stages), **options),
+        optim=OptimConfig(lr=lr),
+        sched=SchedConfig(warmup_fraction=warmup_fraction),
+        seed=seed,
+    )
+
+
 def make_trainer(data, tmp_path, stages, seed=0, **kwargs):
     model, objective = build(data, seed)
-    options = dict(batch_size=32, eval_batch_size=64, seed=seed, lr=3e-3, patience=0)
-    options.update(kwargs)
-    return Trainer(model, objective, data, stages, tmp_path, **options)
+    return Trainer(model, objective, data, trainer_config(stages, seed, **kwargs), tmp_path)
 
 
 def snapshot(module):
@@ -69,7 +83,7 @@ def test_frozen_branch_does_not_change_then_trains_after_unfreezing(data, tmp_pa
     assert any(not torch.equal(image0[n], image1[n]) for n in image0), "image branch did not train"
     for k, v in trainer.model.branches["text"].state_dict().items():
         assert torch.equal(norm_stats0[k], v)
-    trainer.stop_after_epoch = None
+    trainer.config.train.stop_after_epoch = None
     trainer.start_epoch = 1
     trainer.fit()
     text2 = snapshot(trainer.model.branches["text"])
@@ -121,10 +135,10 @@ class NaNAfterFirstEpoch(MultimodalObjective):
 def test_non_finite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(data, tmp_path):
     model, _ = build(data)
     objective = NaNAfterFirstEpoch(InfoNCE(), fused="classify")
-    trainer = Trainer(model, objective, data, [Stage("joint", 3)], tmp_path, batch_size=32)
+    trainer = Trainer(model, objective, data, trainer_config([Stage("joint", 3)]), tmp_path)
     with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1"):
         trainer.fit()
-    state = torch.load(tmp_path / "checkpoints" / "last.pt")
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -175,3 +189,94 @@ def test_explicit_monitor_and_min_delta(data, tmp_path):
     assert result.best_value == result.history[0]["val/fused/acc"]
     with pytest.raises(KeyError, match="not a validation metric"):
         make_trainer(data, tmp_path / "x", [Stage("joint", 1)], monitor="val/nope").fit()
+
+
+class WithDiagnostic(MultimodalObjective):
+    """Adds a constant diagnostic term, as losses add e.g. ``hardneg/floor_share``."""
+
+    def forward(self, out, batch):
+        total, terms = super().forward(out, batch)
+        return total, {**terms, "diag/share": torch.tensor(0.25)}
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def on_epoch_end(self, epoch, metrics):
+        self.calls.append((epoch, dict(metrics)))
+
+
+def test_history_has_loss_terms_lr_and_temperature_and_callbacks_get_it(data, tmp_path):
+    model, _ = build(data)
+    objective = WithDiagnostic(InfoNCE(temperature=0.2), fused="classify", fused_weight=0.5)
+    recorder = Recorder()
+    trainer = Trainer(model, objective, data, trainer_config([Stage("joint", 2)], lr=1e-3),
+                      tmp_path, callbacks=[recorder])
+    result = trainer.fit()
+    assert [e for e, _ in recorder.calls] == [0, 1]
+    assert [m for _, m in recorder.calls] == result.history
+    for h in result.history:
+        assert h["train/diag/share"] == pytest.approx(0.25)
+        assert h["train/total"] == pytest.approx(h["train/align"] + 0.5 * h["train/fused_ce"],
+                                                 rel=1e-5)
+        assert 0.01 <= h["temperature"] <= 1.0
+        assert "val/retrieval/mean_recall" in h
+    assert result.history[0]["temperature"] != pytest.approx(0.2, abs=1e-9)  # it is learned
+    steps = trainer.scheduler.last_epoch  # one scheduler step per batch
+    assert steps == 2 * math.ceil(data.dataset.indices("train").size / 32)
+    factor = trainer.scheduler.lr_lambdas[0](steps - 1)  # after the last step of epoch 2
+    assert result.history[-1]["lr"] == pytest.approx(1e-3 * factor)
+    assert result.history[-1]["lr"] < result.history[0]["lr"]
+
+
+class Payload:
+    """Unpickling this would create a directory: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.path,)
+
+
+def test_checkpoints_are_plain_data_and_pickled_objects_are_refused(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, [Stage("joint", 2)], stop_after_epoch=1)
+    trainer.fit()
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)  # torch's own weights-only loader accepts it
+    assert state["epoch"] == 0 and isinstance(state["rng"]["numpy"]["key"], torch.Tensor)
+
+    marker = tmp_path / "payload_ran"
+    torch.save({**state, "extra": Payload(marker)}, last)
+    resumed = make_trainer(data, tmp_path, [Stage("joint", 2)])
+    with pytest.raises(UnsafeCheckpointError, match="last.pt is not a plain-tensor checkpoint"):
+        resumed.resume()
+    assert not marker.exists(), "the pickled payload ran"
+
+
+def test_rng_state_round_trip_restores_python_numpy_and_torch():
+    import random
+
+    import numpy as np
+
+    from mmgnn.train.checkpoint import rng_state, set_rng_state
+
+    seed_everything(11)
+    np.random.standard_normal()  # leaves a cached Gaussian in NumPy's legacy state
+    saved = rng_state()
+    first = (random.random(), np.random.standard_normal(3).tolist(), torch.rand(3).tolist())
+    seed_everything(99)
+    set_rng_state(saved)
+    again = (random.random(), np.random.standard_normal(3).tolist(), torch.rand(3).tolist())
+    assert first == again
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "best.pt"
+    torch.save({"model": {"w": torch.ones(64)}}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"best\.pt is not a readable torch checkpoint"):
+        load_checkpoint(path)

@@ -14,19 +14,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.config import check_targets
+from mmgnn.config import TrainerConfig, check_targets
 from mmgnn.data.dataset import PAIRINGS, MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
+from mmgnn.data.pe import dataset_encodings
 from mmgnn.data.pipeline import PreparedData, prepare_data
 from mmgnn.losses import MultimodalObjective
 from mmgnn.metrics import monitored_value
 from mmgnn.models import count_parameters, hidden_dim_for_budget
+from mmgnn.models.text_encoder import token_encoders_from_config
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
-from mmgnn.train.stages import Stage
-from mmgnn.train.trainer import EpochCallback, Trainer, choose_device, seed_everything
+from mmgnn.train.trainer import EpochCallback, FitResult, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -89,32 +89,43 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
         standardize=cfg.data.standardize,
         max_items=cfg.train.max_items,
         seed=cfg.seed,
+        encodings=dataset_encodings(OmegaConf.to_container(cfg.pe, resolve=True), dataset),
     )
 
 
 def build_model(cfg: DictConfig, data: PreparedData) -> torch.nn.Module:
-    """``MultimodalGNN`` from the model, gnn, skip and fusion groups.
+    """``MultimodalGNN`` from the model, gnn, skip, fusion and text_encoder groups.
 
     With ``budget`` set (GraphGym's budget mode), the branches' hidden size is chosen so that
-    the model has about ``budget`` trainable parameters (a multiple of the attention heads).
+    the model has about ``budget`` trainable parameters (a multiple of the attention heads),
+    not counting a pretrained text encoder's.
     """
     dims = {m: d.dim for m, d in data.dataset.modalities.items()}
     classify = cfg.loss.fused == "classify" and data.dataset.labels is not None
+    # text_encoder=minilm: loaded once (token ids checked first), shared by every build below
+    token_encoders = token_encoders_from_config(OmegaConf.select(cfg, "text_encoder"), data.dataset)
 
     def build(hidden_dim: int) -> torch.nn.Module:
-        return instantiate(
+        model = instantiate(
             cfg.model,
+            _partial_=True,
             modality_dims=dims,
             num_classes=data.dataset.num_classes if classify else 0,
             branch=instantiate(cfg.gnn, hidden_dim=hidden_dim),
             skip=instantiate(cfg.skip),
             fusion=instantiate(cfg.fusion),
-        )
+        )  # the encodings and token encoders are passed as objects (instantiate would copy them)
+        return model(encodings=data.encodings, pe_dims=data.pe_dims, pe_combine=cfg.pe.combine,
+                     token_encoders=token_encoders)
 
     hidden_dim = cfg.gnn.hidden_dim
     if cfg.budget:
         heads = OmegaConf.select(cfg.gnn, "conv.heads", default=1) or 1
+        for encoder in token_encoders.values():  # the budget counts the designed model only,
+            encoder.requires_grad_(False)  # not the pretrained encoder's weights
         hidden_dim = hidden_dim_for_budget(build, cfg.budget, low=heads, high=2048, multiple_of=heads)
+        for encoder in token_encoders.values():
+            encoder.requires_grad_(True)
         log.info("budget %d parameters: gnn hidden size %d", cfg.budget, hidden_dim)
     return build(hidden_dim)
 
@@ -147,6 +158,15 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def write_model_meta(run_dir: Path, model: torch.nn.Module, data: PreparedData) -> None:
+    """``model_meta.json``: the sizes :mod:`mmgnn.inference` rebuilds the model from."""
+    (run_dir / "model_meta.json").write_text(json.dumps({
+        "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
+        "num_classes": model.classifier.out_features if model.classifier is not None else 0,
+        "gnn_hidden_dim": model.branches[model.modalities[0]].out_dim,  # budget mode sets it
+    }))
+
+
 def run_job(
     cfg: DictConfig,
     run_dir: str | Path,
@@ -169,90 +189,63 @@ def run_job(
     if data.standardizer is not None:
         data.standardizer.save(run_dir / "standardizer.npz")
 
-    device = choose_device(cfg.train.device)
     model = build_model(cfg, data)
     objective = build_objective(cfg)
-    (run_dir / "model_meta.json").write_text(json.dumps({  # what mmgnn.inference rebuilds from
-        "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
-        "num_classes": model.classifier.out_features if model.classifier is not None else 0,
-        "gnn_hidden_dim": model.branches[model.modalities[0]].out_dim,  # budget mode sets it
-    }))
-    n_params = count_parameters(model)
-    log.info("model: %d parameters (%s)", n_params, type(model).__name__)
-    stages = [Stage(**OmegaConf.to_container(s, resolve=True)) for s in cfg.train.stages]
-    trainer = Trainer(
-        model,
-        objective,
-        data,
-        stages,
-        run_dir,
-        lr=cfg.optim.lr,
-        weight_decay=cfg.optim.weight_decay,
-        betas=tuple(cfg.optim.betas),
-        eps=cfg.optim.eps,
-        grad_clip=cfg.optim.grad_clip,
-        warmup_fraction=cfg.sched.warmup_fraction,
-        min_lr_ratio=cfg.sched.min_lr_ratio,
-        batch_size=cfg.train.batch_size,
-        eval_batch_size=cfg.train.eval_batch_size,
-        modality_dropout=cfg.train.modality_dropout,
-        pairing=cfg.data.pairing,
-        monitor=cfg.train.monitor,
-        patience=cfg.train.patience,
-        min_delta=cfg.train.min_delta,
-        device=device,
-        amp=cfg.train.amp,
-        seed=cfg.seed,
-        callbacks=callbacks or [],
-        stop_after_epoch=cfg.train.stop_after_epoch,
-    )
+    write_model_meta(run_dir, model, data)
+    log.info("model: %d parameters (%s)", count_parameters(model), type(model).__name__)
+    config = TrainerConfig.from_config(cfg)
+    trainer = Trainer(model, objective, data, config, run_dir, callbacks or [])
     if cfg.train.resume:
         trainer.resume()
     fit = trainer.fit()
-
-    # Test with the best checkpoint.
     trainer.load_best()
+    return evaluate_best(trainer, fit, t_start)
+
+
+def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult:
+    """Score the trainer's model (the best checkpoint, loaded) on the test split, with the
+    robustness checks and the cost; write ``test_metrics.json`` and print the summary."""
+    data, model, device = trainer.data, trainer.model, trainer.device
+    config = trainer.config
+    eval_batch_size, pairing = config.train.eval_batch_size, config.pairing
     t0 = time.perf_counter()
-    test_loader = data.loader("test", cfg.train.eval_batch_size)
-    outputs = collect_outputs(model, test_loader, device)
+    outputs = collect_outputs(model, data.loader("test", eval_batch_size), device)
     eval_seconds = time.perf_counter() - t0
-    test = score(outputs, data.dataset.group_names, cfg.data.pairing)
+    test = score(outputs, data.dataset.group_names, pairing)
     rob = robustness(
         model,
         data,
         "test",
-        cfg.train.eval_batch_size,
+        eval_batch_size,
         device,
-        cfg.data.pairing,
-        missing=cfg.train.robustness.missing,
-        noise_levels=list(cfg.train.robustness.noise_levels),
-        seed=cfg.seed,
+        pairing,
+        missing=config.train.robustness.missing,
+        noise_levels=list(config.train.robustness.noise_levels),
+        seed=config.seed,
     )
-    n_test = max(1, len(outputs.index))
     complexity = {
-        "params/total": float(n_params),
+        "params/total": float(count_parameters(model)),
         "params/gnn_hidden_dim": float(model.branches[model.modalities[0]].out_dim),
         **{f"params/trainable/{k}": float(v) for k, v in fit.trainable_per_stage.items()},
         "time/train_s": fit.seconds,
         "time/total_s": time.perf_counter() - t_start,
         "time/graphs_s": data.timings.get("graphs", 0.0),
-        "latency/ms_per_item": 1000 * eval_seconds / n_test,
+        "latency/ms_per_item": 1000 * eval_seconds / max(1, len(outputs.index)),
         "memory/peak_mb": _peak_memory_mb(device),
     }
     test_metrics = {f"test/{k}": v for k, v in {**test, **rob}.items()}
     test_metrics.update(complexity)
     test_metrics["best_epoch"] = float(fit.best_epoch)
-    monitor_name, test_value = monitored_value(test, cfg.data.pairing)
-
+    monitor_name, test_value = monitored_value(test, pairing)
+    run_dir = trainer.run_dir
     files = {"test_metrics": run_dir / "test_metrics.json"}
-    payload = {
+    files["test_metrics"].write_text(json.dumps({
         "monitor": fit.monitor,
         "best_val": fit.best_value,
         "best_epoch": fit.best_epoch,
         "test_monitored": {monitor_name: test_value},
         "metrics": test_metrics,
-    }
-    files["test_metrics"].write_text(json.dumps(payload, indent=2, sort_keys=True))
+    }, indent=2, sort_keys=True))
     files["best_checkpoint"] = trainer.ckpt_dir / "best.pt"
     print(format_results(test, rob, complexity, fit.monitor, fit.best_value, fit.best_epoch))
     return JobResult(
@@ -280,7 +273,7 @@ def format_results(
 
     Every number is also in ``test_metrics.json`` (per group, per pair, per noise level).
     """
-    fmt = lambda v: f"{v:.4f}"  # noqa: E731
+    fmt = "{:.4f}".format
     direction = pd.Series(test).filter(regex=r"^[^/]+_to_[^/]+/").rename_axis("key").reset_index()
     parts = direction["key"].str.split("/", n=1, expand=True)
     table = direction.assign(pair=parts[0], metric=parts[1]).pivot(

@@ -1,24 +1,12 @@
 """Staged fine-tuning: which modules train, and at which learning-rate scale, per stage."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
+from mmgnn.config import StageConfig as Stage
 
-@dataclass
-class Stage:
-    """One stage: ``epochs`` epochs with ``freeze`` modules frozen and ``lr_scale`` per module.
-
-    Module names are prefixes of parameter names: ``branches.text`` (one branch), ``fusion``,
-    ``heads.image``, ``branches`` (every branch), ``loss`` (the temperature).
-    """
-
-    name: str
-    epochs: int
-    freeze: list[str] = field(default_factory=list)
-    lr_scale: dict[str, float] = field(default_factory=dict)
+__all__ = ["Stage", "apply_stage", "check_stages", "frozen_modules", "scale_for", "stage_at"]
 
 
 def _matches(name: str, prefix: str) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import sys
 import time
@@ -18,9 +17,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mmgnn.config import TrainerConfig
 from mmgnn.data.batch import MultimodalBatch
 from mmgnn.data.pipeline import PreparedData
 from mmgnn.metrics import monitored_value
+from mmgnn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mmgnn.train.evaluation import collect_outputs, score
 from mmgnn.train.optim import build_adamw
 from mmgnn.train.schedule import build_warmup_cosine
@@ -104,19 +105,23 @@ class FitResult:
 class Trainer:
     """Trains a :class:`~mmgnn.models.MultimodalGNN` with a :class:`MultimodalObjective`.
 
+    Every setting comes from ``config`` (:class:`~mmgnn.config.TrainerConfig`: the ``train``,
+    ``optim`` and ``sched`` groups, ``data.pairing`` and the seed), whose schema dataclasses
+    hold the only defaults; ``TrainerConfig.from_config(cfg)`` builds it from a run's config.
+
     Args:
         model, objective: the model and its loss (the loss may own parameters: temperature).
         data: prepared dataset (graphs, collator, splits).
-        stages: the fine-tuning stages; their epochs add up to the run's epochs.
+        config: the typed settings. ``train.stages``' epochs add up to the run's epochs;
+            early stopping (``train.patience``, ``train.min_delta``) counts in the last stage
+            only; ``train.device`` is resolved by :func:`choose_device`; bf16 autocast on
+            CUDA when ``train.amp``; the seed drives shuffling and modality dropout per epoch
+            (resume-safe).
         run_dir: where ``checkpoints/{best,last}.pt`` go.
-        lr, weight_decay, betas, eps, grad_clip: AdamW and clipping.
-        warmup_fraction, min_lr_ratio: the warm-up + cosine schedule.
-        batch_size, eval_batch_size, modality_dropout: batching and modality dropout.
-        monitor: validation metric key to maximise, or ``auto`` (from ``pairing``).
-        patience, min_delta: early stopping, counted in the last stage only.
-        device, amp: where to train; bf16 autocast on CUDA when ``amp``.
-        seed: drives shuffling and modality dropout per epoch (resume-safe).
-        callbacks: objects with ``on_epoch_end(epoch, metrics)`` (tracking).
+        callbacks: objects with ``on_epoch_end(epoch, metrics)`` (tracking). ``metrics`` has
+            ``train/<term>`` (each loss term averaged over the epoch's batches), ``lr`` (the
+            base learning rate after the epoch's last step), ``temperature`` (when the loss
+            has one), every ``val/<metric>`` and ``epoch``.
     """
 
     def __init__(
@@ -124,53 +129,38 @@ class Trainer:
         model: nn.Module,
         objective: nn.Module,
         data: PreparedData,
-        stages: Sequence[Stage],
+        config: TrainerConfig,
         run_dir: str | Path,
-        lr: float = 3e-3,
-        weight_decay: float = 1e-2,
-        betas: Sequence[float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        grad_clip: float = 1.0,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.05,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        modality_dropout: float = 0.0,
-        pairing: str = "item",
-        monitor: str = "auto",
-        patience: int = 5,
-        min_delta: float = 0.0,
-        device: torch.device | str = "cpu",
-        amp: bool = True,
-        seed: int = 0,
         callbacks: Sequence[EpochCallback] = (),
-        stop_after_epoch: int | None = None,
     ) -> None:
+        train, optim = config.train, config.optim
         if data.dataset.indices("train").size == 0 or data.dataset.indices("val").size == 0:
             raise ValueError("the dataset needs train and val items to train and validate")
-        if not 0.0 <= modality_dropout < 1.0:
-            raise ValueError(f"train.modality_dropout must be in [0, 1), got {modality_dropout}")
+        if not 0.0 <= train.modality_dropout < 1.0:
+            raise ValueError(
+                f"train.modality_dropout must be in [0, 1), got {train.modality_dropout}"
+            )
         self.model, self.objective, self.data = model, objective, data
-        self.stages = list(stages)
+        self.config, self.callbacks = config, list(callbacks)
+        self.stages: list[Stage] = list(train.stages)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.device = torch.device(device)
+        self.device = choose_device(train.device)
         self.model.to(self.device)
         self.objective.to(self.device)
-        self.lr, self.grad_clip = lr, grad_clip
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.modality_dropout, self.pairing = modality_dropout, pairing
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.amp = amp and self.device.type == "cuda"
-        self.seed, self.callbacks = seed, list(callbacks)
-        self.stop_after_epoch = stop_after_epoch
-        self.optimizer = build_adamw(model, objective, lr, weight_decay, tuple(betas), eps)
+        self.amp = train.amp and self.device.type == "cuda"
+        self.optimizer = build_adamw(
+            model, objective, optim.lr, optim.weight_decay, tuple(optim.betas), optim.eps
+        )
         units = [g["unit"] for g in self.optimizer.param_groups]
         check_stages(self.stages, [n for n, _ in model.named_parameters()] + ["loss"], units)
         self.total_epochs = sum(s.epochs for s in self.stages)
-        self.steps_per_epoch = math.ceil(data.dataset.indices("train").size / batch_size)
+        steps_per_epoch = math.ceil(data.dataset.indices("train").size / train.batch_size)
         self.scheduler = build_warmup_cosine(
-            self.optimizer, self.total_epochs * self.steps_per_epoch, warmup_fraction, min_lr_ratio
+            self.optimizer,
+            self.total_epochs * steps_per_epoch,
+            config.sched.warmup_fraction,
+            config.sched.min_lr_ratio,
         )
         self.history: list[dict[str, float]] = []
         self.best_value, self.best_epoch, self.bad_epochs = -math.inf, -1, 0
@@ -179,6 +169,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self, epoch: int) -> dict:
+        """Plain data only (see :mod:`mmgnn.train.checkpoint`)."""
         return {
             "epoch": epoch,
             "model": self.model.state_dict(),
@@ -189,21 +180,11 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": rng_state(),
         }
 
     def _save(self, name: str, epoch: int) -> Path:
-        """Write a checkpoint atomically (a temporary file renamed into place)."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / f"{name}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(self._state(epoch), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_checkpoint(self._state(epoch), self.ckpt_dir / f"{name}.pt")
 
     def resume(self) -> bool:
         """Load ``checkpoints/last.pt`` if it exists; training continues after its epoch."""
@@ -211,37 +192,37 @@ class Trainer:
         if not path.exists():
             log.info("train.resume: no checkpoint at %s, starting from epoch 0", path)
             return False
-        state = torch.load(path, map_location=self.device)
+        state = load_checkpoint(path, self.device)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
+        set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
         log.info("resumed from %s after epoch %d", path, state["epoch"])
         return True
 
     def load_best(self) -> None:
         """Put the best checkpoint's weights into the model (for testing)."""
-        state = torch.load(self.ckpt_dir / "best.pt", map_location=self.device)
+        state = load_checkpoint(self.ckpt_dir / "best.pt", self.device)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
 
     # ----------------------------------------------------------------- one epoch
     def _train_epoch(self, epoch: int, stage: Stage) -> dict[str, float]:
+        """One pass over the train split; the epoch's averaged loss terms, lr and temperature."""
+        train, seed = self.config.train, self.config.seed
         self.model.train()
         self.objective.train()
         for module in frozen_modules(self.model, stage):
             module.eval()
         if hasattr(self.objective, "set_epoch"):
             self.objective.set_epoch(epoch)
-        shuffle = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        dropout_rng = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 7_919)
-        loader = self.data.loader("train", self.batch_size, shuffle=True, generator=shuffle)
+        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        dropout_rng = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+        loader = self.data.loader("train", train.batch_size, shuffle=True, generator=shuffle)
         sums: dict[str, float] = {}
         n_batches = 0
         bar = tqdm(
@@ -250,104 +231,123 @@ class Trainer:
             leave=False,
             disable=not sys.stderr.isatty(),
         )
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
-        )
         for batch in bar:
-            batch: MultimodalBatch = batch.to(self.device)
-            if self.modality_dropout > 0:
+            batch = batch.to(self.device)
+            if train.modality_dropout > 0:
                 batch = batch.with_present(
-                    drop_modalities_randomly(batch.present, self.modality_dropout, dropout_rng)
+                    drop_modalities_randomly(batch.present, train.modality_dropout, dropout_rng)
                 )
-            with autocast:
-                out = self.model(batch)
-                total, terms = self.objective(out, batch)
-            if not torch.isfinite(total):
-                raise NonFiniteLossError(
-                    f"non-finite training loss at epoch {epoch + 1}, batch {n_batches + 1}: "
-                    + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                    + f"; the last good checkpoint is {self.ckpt_dir / 'last.pt'}"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], self.grad_clip
-                )
-            self.optimizer.step()
-            self.scheduler.step()
-            if hasattr(self.objective, "clamp_"):
-                self.objective.clamp_()
+            terms = self._step(batch, f"epoch {epoch + 1}, batch {n_batches + 1}")
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
-            bar.set_postfix(loss=f"{float(total):.4f}")
+            bar.set_postfix(loss=f"{terms.get('total', float('nan')):.4f}")
         metrics = {f"train/{k}": v / max(1, n_batches) for k, v in sums.items()}
-        metrics["lr"] = self.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch - 1)
+        last_step = self.scheduler.last_epoch - 1
+        metrics["lr"] = self.config.optim.lr * self.scheduler.lr_lambdas[0](last_step)
         temperature = getattr(self.objective, "temperature", None)
         if temperature is not None:
             metrics["temperature"] = float(temperature)
         return metrics
 
+    def _step(self, batch: MultimodalBatch, where: str) -> dict[str, float]:
+        """One optimiser step on ``batch`` (on the device); returns the objective's terms as floats.
+
+        Raises :class:`NonFiniteLossError` (naming ``where`` and the terms) before the step
+        when the loss is NaN or infinite.
+        """
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        with autocast:
+            out = self.model(batch)
+            total, terms = self.objective(out, batch)
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"non-finite training loss at {where}: "
+                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                + f"; the last good checkpoint is {self.ckpt_dir / 'last.pt'}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]],
+                self.config.optim.grad_clip,
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        if hasattr(self.objective, "clamp_"):
+            self.objective.clamp_()
+        return {k: float(v) for k, v in terms.items()}
+
     def validate(self) -> dict[str, float]:
         """Every metric on the validation split, keys prefixed ``val/``."""
-        loader = self.data.loader("val", self.eval_batch_size)
+        loader = self.data.loader("val", self.config.train.eval_batch_size)
         outputs = collect_outputs(self.model, loader, self.device)
-        metrics = score(outputs, self.data.dataset.group_names, self.pairing)
+        metrics = score(outputs, self.data.dataset.group_names, self.config.pairing)
         return {f"val/{k}": v for k, v in metrics.items()}
 
     def _monitored(self, val: dict[str, float]) -> tuple[str, float]:
-        if self.monitor == "auto":
-            name, value = monitored_value({k[4:]: v for k, v in val.items()}, self.pairing)
+        monitor = self.config.train.monitor
+        if monitor == "auto":
+            name, value = monitored_value({k[4:]: v for k, v in val.items()}, self.config.pairing)
             return f"val/{name}", value
-        key = self.monitor if self.monitor.startswith("val/") else f"val/{self.monitor}"
+        key = monitor if monitor.startswith("val/") else f"val/{monitor}"
         if key not in val:
-            raise KeyError(f"train.monitor={self.monitor!r} is not a validation metric; "
+            raise KeyError(f"train.monitor={monitor!r} is not a validation metric; "
                            f"some are: {', '.join(sorted(val)[:12])}")
         return key, val[key]
 
     # ----------------------------------------------------------------- the loop
+    def _enter_stage(self, index: int, stage: Stage) -> None:
+        """Freeze/unfreeze and set the lr scales of ``stage``; log what trains."""
+        trainable = apply_stage(
+            stage, self.model, self.optimizer, self.scheduler, self.config.optim.lr
+        )
+        self.trainable_per_stage[stage.name] = trainable
+        log.info("stage %d/%d %s: %d epochs, frozen %s, %d trainable parameters",
+                 index + 1, len(self.stages), stage.name, stage.epochs,
+                 list(stage.freeze) or "nothing", trainable)
+
+    def _record(self, epoch: int, metrics: dict[str, float], value: float, last: bool) -> bool:
+        """Best/last checkpoints and the early-stopping count; whether ``value`` improved."""
+        improved = value > self.best_value + self.config.train.min_delta
+        if improved:
+            self.best_value, self.best_epoch = value, epoch
+            self._save("best", epoch)
+        if last:
+            self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self.history.append(metrics)
+        self._save("last", epoch)
+        return improved
+
     def fit(self) -> FitResult:
         """Train every stage; validate, checkpoint and early-stop per epoch."""
         t0 = time.perf_counter()
-        last_stage = len(self.stages) - 1
-        current = -1
-        stopped_early = False
-        monitor_key = self.monitor
+        train = self.config.train
+        current, stopped_early, monitor_key = -1, False, train.monitor
         for epoch in range(self.start_epoch, self.total_epochs):
             index, stage = stage_at(self.stages, epoch)
             if index != current:
-                trainable = apply_stage(stage, self.model, self.optimizer, self.scheduler, self.lr)
-                self.trainable_per_stage[stage.name] = trainable
-                log.info("stage %d/%d %s: %d epochs, frozen %s, %d trainable parameters",
-                         index + 1, len(self.stages), stage.name, stage.epochs,
-                         list(stage.freeze) or "nothing", trainable)
+                self._enter_stage(index, stage)
                 current = index
             metrics = self._train_epoch(epoch, stage)
             val = self.validate()
             monitor_key, value = self._monitored(val)
             metrics.update(val)
             metrics["epoch"] = epoch
-            improved = value > self.best_value + self.min_delta
-            if improved:
-                self.best_value, self.best_epoch = value, epoch
-                self._save("best", epoch)
-            if index == last_stage:
-                self.bad_epochs = 0 if improved else self.bad_epochs + 1
-            self.history.append(metrics)
-            self._save("last", epoch)
+            improved = self._record(epoch, metrics, value, index == len(self.stages) - 1)
             log.info("epoch %d/%d [%s] loss %.4f  %s %.4f%s", epoch + 1, self.total_epochs,
                      stage.name, metrics.get("train/total", float("nan")), monitor_key, value,
                      "  (best)" if improved else "")
             for callback in self.callbacks:
                 callback.on_epoch_end(epoch, metrics)
-            if self.patience > 0 and self.bad_epochs >= self.patience:
+            if train.patience > 0 and self.bad_epochs >= train.patience:
                 log.info("early stopping after epoch %d: no improvement of %s for %d epochs",
-                         epoch + 1, monitor_key, self.patience)
+                         epoch + 1, monitor_key, train.patience)
                 stopped_early = True
                 break
-            if self.stop_after_epoch is not None and epoch + 1 >= self.stop_after_epoch:
-                log.info("train.stop_after_epoch=%d reached", self.stop_after_epoch)
+            if train.stop_after_epoch is not None and epoch + 1 >= train.stop_after_epoch:
+                log.info("train.stop_after_epoch=%d reached", train.stop_after_epoch)
                 break
         return FitResult(
             best_epoch=self.best_epoch,
