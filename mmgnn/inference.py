@@ -21,13 +21,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mmgnn.data.dataset import MultimodalDataset
-from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.normalize import Standardizer
 from mmgnn.data.pe import dataset_encodings, encodings_from_config
 from mmgnn.data.pipeline import prepare_data
 from mmgnn.models.text_encoder import check_token_ids, token_encoders_from_config
 from mmgnn.train.checkpoint import CheckpointError, load_checkpoint
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs
+from mmgnn.train.job import graph_specs
 
 META_FILE = "model_meta.json"
 
@@ -86,11 +86,10 @@ class TrainedRun:
                             f"the run's text_encoder={self.cfg.text_encoder.name}")
         if self.standardizer is not None:
             dataset = self.standardizer.transform(dataset)
-        graph = OmegaConf.to_container(self.cfg.graph, resolve=True)
-        specs = graph_specs_from_config(dataset.modality_names, graph["default"], graph["modalities"])
+        specs = graph_specs(self.cfg.graph, dataset)
         encodings = dataset_encodings(OmegaConf.to_container(self.cfg.pe, resolve=True), dataset) \
             if "pe" in self.cfg else None
-        data = prepare_data(dataset, specs, self_loops=graph["self_loops"], standardize=False,
+        data = prepare_data(dataset, specs, self_loops=self.cfg.graph.self_loops, standardize=False,
                             encodings=encodings)
         rows = np.arange(dataset.n_items, dtype=np.int64)
         device = next(self.model.parameters()).device

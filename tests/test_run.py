@@ -36,7 +36,9 @@ def compose_cfg(overrides):
 
 
 NOT_SWEPT = {"data": "data=folder needs a dataset folder: the folder tests below",
-             "debug": "debug=fast is part of TINY"}
+             "debug": "debug=fast is part of TINY",
+             "text_encoder": "text_encoder=minilm needs token ids (a featurized text modality): "
+                             "tests/test_text_encoder_model.py"}
 
 
 def every_other_option() -> list[list[str]]:

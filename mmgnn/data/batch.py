@@ -70,8 +70,9 @@ def batch_modality(
 ) -> dgl.DGLGraph:
     """One batched DGLGraph of the items ``index`` (int64 ``[B]``), built without Python loops.
 
-    Node features are ``ndata["x"]`` (and ``ndata["pos"]`` when positions exist, and
-    ``ndata["pe"]`` from ``pe`` float ``[total_nodes, raw_dim]``, the node encodings).
+    Node features are ``ndata["x"]`` (and ``ndata["pos"]`` when positions exist,
+    ``ndata["ids"]`` int64 when token ids exist, and ``ndata["pe"]`` from ``pe`` float
+    ``[total_nodes, raw_dim]``, the node encodings).
     """
     node_pos, n_nodes = csr_positions(graphs.ptr, index)
     edge_pos, n_edges = csr_positions(graphs.edge_ptr, index)
@@ -86,6 +87,8 @@ def batch_modality(
     g.ndata["x"] = graphs.x[node_pos]
     if graphs.pos is not None:
         g.ndata["pos"] = graphs.pos[node_pos]
+    if graphs.ids is not None:
+        g.ndata["ids"] = graphs.ids[node_pos]
     if pe is not None:
         g.ndata["pe"] = pe[node_pos]
     return g

@@ -34,6 +34,7 @@ def subset_dataset(dataset: MultimodalDataset, rows: np.ndarray) -> MultimodalDa
             pos=None if m.pos is None else m.pos[node_pos],
             edge_index=edge_index,
             edge_ptr=edge_ptr,
+            ids=None if m.ids is None else m.ids[node_pos],
         )
     return replace(
         dataset,

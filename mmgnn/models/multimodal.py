@@ -16,6 +16,7 @@ from mmgnn.models.branch import GNNBranch
 from mmgnn.models.encoding import NodeEncoder
 from mmgnn.models.readout import Readout
 from mmgnn.models.skip import ModalitySkip
+from mmgnn.models.text_encoder import TokenEncodedBranch
 
 
 @dataclass
@@ -59,17 +60,23 @@ def pad_tokens(
         ``tokens`` ``[B, L, D]`` with ``L = max(1, max nodes per item)`` (zeros at padded
         positions and for non-present items) and ``mask`` bool ``[B, L]`` (True = real token
         of a present item).
+
+    When every item is present with ``L`` nodes, ``tokens`` is a view of ``h`` (no copy);
+    otherwise the rows of present items are copied into a zero tensor in one ``index_copy``.
     """
     counts = graph.batch_num_nodes().to(h.device)
     batch_size = counts.shape[0]
     length = max(1, int(counts.max())) if batch_size else 1
+    mask = (torch.arange(length, device=h.device) < counts.unsqueeze(1)) & present.unsqueeze(1)
+    if h.shape[0] == batch_size * length and bool(present.all()):
+        return h.view(batch_size, length, h.shape[1]), mask
     item = torch.repeat_interleave(torch.arange(batch_size, device=h.device), counts)
     start = torch.cumsum(counts, 0) - counts
-    position = torch.arange(h.shape[0], device=h.device) - start[item]
-    tokens = h.new_zeros(batch_size, length, h.shape[1])
-    tokens[item, position] = torch.where(present[item].unsqueeze(-1), h, torch.zeros_like(h))
-    mask = (torch.arange(length, device=h.device) < counts.unsqueeze(1)) & present.unsqueeze(1)
-    return tokens, mask
+    slot = item * length + torch.arange(h.shape[0], device=h.device) - start[item]
+    keep = present[item]
+    tokens = h.new_zeros(batch_size * length, h.shape[1])
+    tokens = tokens.index_copy(0, slot[keep], h[keep])
+    return tokens.view(batch_size, length, h.shape[1]), mask
 
 
 PROJECTIONS = ("mlp", "linear", "none")
@@ -121,6 +128,11 @@ class MultimodalGNN(nn.Module):
             the modality has none).
         pe_dims: modality -> raw encoding columns (``PreparedData.pe_dims``).
         pe_combine: ``"concat"`` or ``"add"`` (see :class:`NodeEncoder`).
+        token_encoders: modality -> a pretrained token encoder (``out_dim``,
+            ``encode_nodes(ids, counts)``, e.g. :class:`MiniLMTextEncoder`): that modality's
+            ``x`` is ``encode_nodes(ndata["ids"], batch_num_nodes())`` ``[N_m, out_dim]``
+            instead of ``ndata["x"]``, and ``branches[m]`` is a :class:`TokenEncodedBranch`
+            holding the encoder (so stages naming ``branches.<m>`` cover it).
 
     Submodules: ``encoders[m]`` (modalities with an encoding), ``branches[m]``, ``skips[m]``, ``heads[m]``, ``readouts[m]``,
     ``projections[m]``, ``fusion``,
@@ -141,10 +153,17 @@ class MultimodalGNN(nn.Module):
         encodings: Mapping[str, Encoding] | None = None,
         pe_dims: Mapping[str, int] | None = None,
         pe_combine: str = "concat",
+        token_encoders: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        token_encoders = dict(token_encoders or {})
+        unknown = [m for m in token_encoders if m not in modality_dims]
+        if unknown:
+            raise ValueError(f"token encoders for modalities {unknown} the model does not have: {list(modality_dims)}")
+        modality_dims = {m: token_encoders[m].out_dim if m in token_encoders else d for m, d in modality_dims.items()}
+        self.token_encoded = tuple(token_encoders)
         self.modalities = tuple(modality_dims)
         self.embed_dim = embed_dim
         encoded = {m: e for m, e in (encodings or {}).items() if e.kind != "none"}
@@ -153,7 +172,10 @@ class MultimodalGNN(nn.Module):
              for m, e in encoded.items()}
         )
         dims = {m: self.encoders[m].out_dim if m in self.encoders else int(d) for m, d in modality_dims.items()}
-        self.branches = nn.ModuleDict({m: branch(d) for m, d in dims.items()})
+        self.branches = nn.ModuleDict(
+            {m: TokenEncodedBranch(token_encoders[m], branch(d)) if m in token_encoders else branch(d)
+             for m, d in dims.items()}
+        )
         self.skips = nn.ModuleDict(
             {m: skip(in_dim=d, branch_dim=self.branches[m].out_dim) for m, d in dims.items()}
         )
@@ -173,6 +195,8 @@ class MultimodalGNN(nn.Module):
         for i, m in enumerate(self.modalities):
             graph = batch.graphs[m]
             x, position = graph.ndata["x"], None
+            if m in self.token_encoded:
+                x = self.branches[m].encode(graph)
             if m in self.encoders:
                 position = self.encoders[m].features(graph, graph.ndata["pe"])
                 x = self.encoders[m].inputs(x, position)

@@ -69,9 +69,12 @@ def load_dataset(cfg: DictConfig) -> MultimodalDataset:
     return instantiate(cfg.data.loader)
 
 
-def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
-    """Subsample (debug), standardise and build the graphs the config asks for."""
-    graph = OmegaConf.to_container(cfg.graph, resolve=True)
+def graph_specs(graph_cfg: DictConfig, dataset: MultimodalDataset) -> dict:
+    """One graph spec per modality of ``dataset`` from a run's ``graph`` config.
+
+    Entries of ``graph.modalities`` for modalities the dataset lacks are ignored with a warning.
+    """
+    graph = OmegaConf.to_container(graph_cfg, resolve=True)
     listed = graph["modalities"]
     absent = sorted(set(listed) - set(dataset.modality_names))
     if absent:  # the default graph config names the synthetic modalities
@@ -81,11 +84,15 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
             absent, list(dataset.modality_names), graph["default"],
         )
     per_modality = {m: v for m, v in listed.items() if m in dataset.modality_names}
-    specs = graph_specs_from_config(dataset.modality_names, graph["default"], per_modality)
+    return graph_specs_from_config(dataset.modality_names, graph["default"], per_modality)
+
+
+def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
+    """Subsample (debug), standardise and build the graphs the config asks for."""
     return prepare_data(
         dataset,
-        specs,
-        self_loops=graph["self_loops"],
+        graph_specs(cfg.graph, dataset),
+        self_loops=cfg.graph.self_loops,
         standardize=cfg.data.standardize,
         max_items=cfg.train.max_items,
         seed=cfg.seed,

@@ -29,6 +29,8 @@ class ModalityGraphs:
             messages flow ``src -> dst``.
         edge_ptr: int64 ``[n_items + 1]`` edge ranges per item.
         pos: optional float32 ``[total_nodes, k]`` node positions.
+        ids: optional int64 ``[total_nodes]`` token ids of the nodes (``ModalityData.ids``),
+            the input of a pretrained token encoder in the model (``text_encoder=minilm``).
     """
 
     name: str
@@ -38,6 +40,7 @@ class ModalityGraphs:
     dst: torch.Tensor
     edge_ptr: torch.Tensor
     pos: torch.Tensor | None = None
+    ids: torch.Tensor | None = None
 
     @property
     def num_edges(self) -> int:

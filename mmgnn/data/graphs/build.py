@@ -58,7 +58,7 @@ def build_graphs(
         self_loops: add ``(i, i)`` for every node.
     Returns:
         modality -> :class:`ModalityGraphs` with torch tensors (``x`` float32, ``pos``
-        float32 or ``None``).
+        float32 or ``None``, ``ids`` int64 or ``None``).
     """
     available = dataset.modality_names
     _check_modality_names(specs, available, "the graph specs")
@@ -90,6 +90,8 @@ def build_graphs(
             edge_ptr=edge_ptr,
             pos=None if modality.pos is None
             else torch.as_tensor(np.asarray(modality.pos, dtype=np.float32)),
+            ids=None if modality.ids is None
+            else torch.as_tensor(np.asarray(modality.ids), dtype=torch.int64),
         )
     _GRAPH_CACHE[key] = graphs
     return graphs
