@@ -11,9 +11,12 @@ Three commands:
         the control: logistic regression on each modality's nodes kept in order and
         flattened (z-scored with train statistics, sklearn, C=1), test accuracy per seed.
     python -m experiments.bench_pe table SWEEP_DIR
-        the ``+experiment=ablate_pe`` table from a multirun folder: per (pe, gnn), the test
-        accuracy with one modality alone (``missing/<other>/fused/acc``), mean +- std over
-        seeds.
+        the ``+experiment=ablate_pe`` table from a multirun folder: per (pe, readout, gnn), the
+        test fused accuracy with every modality and with each modality alone
+        (``missing/<all others>/fused/acc``), mean +- std over seeds.
+    python -m experiments.bench_pe alone RUN_DIR [RUN_DIR ...] [--split val]
+        fused accuracy of finished runs (best checkpoint) on a split with every modality and
+        with each modality alone: choosing settings on ``val``, never on ``test``.
 """
 from __future__ import annotations
 
@@ -106,24 +109,60 @@ def control_table(data_option: str, seeds: list[int]) -> pd.DataFrame:
     return table
 
 
+def alone_accuracies(metrics: dict[str, float]) -> dict[str, float]:
+    """From one job's test metrics: fused accuracy with every modality (``all``) and with
+    each modality ``m`` alone (``<m> alone`` = ``test/missing/<all others>/fused/acc``).
+    The modalities and their order are read from the ``test/gates/<m>/mean`` keys."""
+    names = [k.split("/")[2] for k in metrics if k.startswith("test/gates/") and k.endswith("/mean")]
+    result = {"all": metrics["test/fused/acc"]}
+    for m in names:
+        others = "_and_".join(o for o in names if o != m)
+        result[f"{m} alone"] = metrics[f"test/missing/{others}/fused/acc"]
+    return result
+
+
 def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
-    """(pe, gnn) x modality alone: mean +- std over seeds of ``missing/<others>/fused/acc``."""
+    """Per (pe, readout, gnn) and condition (``all``, ``<m> alone``): mean, std and count over
+    the jobs (seeds) of a multirun folder of the test fused accuracy."""
     rows = []
     for metrics_file in sorted(Path(sweep_dir).glob("*/test_metrics.json")):
         cfg = OmegaConf.load(metrics_file.parent / ".hydra" / "config.yaml")
+        setting = {"pe": cfg.pe.default.kind, "readout": cfg.model.readout,
+                   "gnn": cfg.gnn.conv._target_.rsplit(".", 1)[-1], "seed": cfg.seed}
         metrics = json.loads(metrics_file.read_text())["metrics"]
-        pe_kind = cfg.pe.default.kind
-        for key, value in metrics.items():
-            parts = key.split("/")
-            if len(parts) == 5 and parts[1] == "missing" and parts[3:] == ["fused", "acc"] and "_and_" not in parts[2]:
-                rows.append({"pe": pe_kind, "readout": cfg.model.readout, "gnn": cfg.gnn.conv._target_.rsplit(".", 1)[-1],
-                             "seed": cfg.seed, "missing": parts[2], "acc": value})
-        rows.append({"pe": pe_kind, "readout": cfg.model.readout, "gnn": cfg.gnn.conv._target_.rsplit(".", 1)[-1],
-                     "seed": cfg.seed, "missing": "(none: fused)", "acc": metrics["test/fused/acc"]})
-    frame = pd.DataFrame(rows)
-    stats = frame.groupby(["pe", "readout", "gnn", "missing"])["acc"].agg(["mean", "std", "count"])
+        rows += [{**setting, "condition": c, "acc": v} for c, v in alone_accuracies(metrics).items()]
+    if not rows:
+        raise FileNotFoundError(f"no */test_metrics.json under {sweep_dir}: not a finished multirun folder")
+    return pd.DataFrame(rows).groupby(["pe", "readout", "gnn", "condition"])["acc"].agg(["mean", "std", "count"])
+
+
+def format_sweep_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """``sweep_table``'s statistics as ``mean +- std (n=count)`` cells, one column per condition."""
     cells = stats.apply(lambda r: f"{r['mean']:.3f} +- {r['std']:.3f} (n={int(r['count'])})", axis=1)
-    return cells.unstack("missing")
+    return cells.unstack("condition")
+
+
+def single_modality_accuracy(run_dir: str | Path, split: str) -> dict[str, float]:
+    """Fused accuracy of a finished run's best checkpoint on ``split``: ``all`` (every
+    modality) and ``<m> alone`` per modality (the others removed, as ``missing/...`` in the
+    test metrics). The data is prepared from the run's own config (same seed, same split)."""
+    from mmgnn.inference import TrainedRun
+    from mmgnn.metrics import metric_key_part
+    from mmgnn.train.evaluation import collect_outputs, robustness, score
+    from mmgnn.train.job import load_dataset, prepare
+
+    run = TrainedRun.load(run_dir)
+    data = prepare(run.cfg, load_dataset(run.cfg))
+    device = torch.device("cpu")
+    pairing = run.cfg.data.pairing
+    names = list(data.dataset.modality_names)
+    result = {"all": score(collect_outputs(run.model, data.loader(split, 512), device),
+                           data.dataset.group_names, pairing)["fused/acc"]}
+    missing = robustness(run.model, data, split, 512, device, pairing, missing=True, noise_levels=[])
+    for m in names:
+        others = "_and_".join(metric_key_part(o) for o in names if o != m)
+        result[f"{m} alone"] = missing[f"missing/{others}/fused/acc"]
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     control.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     table = sub.add_parser("table")
     table.add_argument("sweep_dir")
+    alone = sub.add_parser("alone")
+    alone.add_argument("run_dirs", nargs="+")
+    alone.add_argument("--split", default="val", choices=["train", "val", "test"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.command == "cost":
@@ -145,8 +187,11 @@ def main(argv: list[str] | None = None) -> None:
         print(cost_table(args.data, args.repeats, args.steps).to_string(float_format=lambda v: f"{v:.3f}"))
     elif args.command == "control":
         print(control_table(args.data, args.seeds).to_string(float_format=lambda v: f"{v:.3f}"))
+    elif args.command == "alone":
+        rows = {d: single_modality_accuracy(d, args.split) for d in args.run_dirs}
+        print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.3f}"))
     else:
-        print(sweep_table(args.sweep_dir).to_string())
+        print(format_sweep_table(sweep_table(args.sweep_dir)).to_string())
 
 
 if __name__ == "__main__":
