@@ -8,12 +8,11 @@ as its ``conv`` callable. Adding a conv type is one class here plus one ``conf/g
 """
 from __future__ import annotations
 
-import os
-
-
 import dgl
 import torch
+import torch.nn.functional as F
 from dgl.nn import GATConv, GATv2Conv, GINConv, GraphConv, SAGEConv
+from dgl.nn.functional import edge_softmax
 from torch import nn
 
 SAGE_AGGREGATORS = ("mean", "gcn", "pool", "lstm")
@@ -64,11 +63,45 @@ class SAGELayer(nn.Module):
         return self.conv(graph, h)
 
 
+def gat_attention_logits(conv: GATConv, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAT's per-node logits ``a_l . W h`` and ``a_r . W h`` as one matrix product.
+
+    ``a . (W h) = (W^T a) . h``, so with ``W`` ``[heads * F, in_dim]`` and ``a`` ``[heads, F]``
+    the folded weight ``[2 heads, in_dim]`` gives both logits of every head from ``h`` directly,
+    instead of two products and reductions over the ``[N, heads, F]`` projected features.
+
+    Shapes: ``h`` ``[N, in_dim]`` -> ``(el, er)``, each ``[N, heads, 1]``.
+    """
+    heads, width = conv._num_heads, conv._out_feats
+    weight = conv.fc.weight.view(heads, width, -1)
+    folded = torch.cat([torch.einsum("hfd,hf->hd", weight, a.view(heads, width)) for a in (conv.attn_l, conv.attn_r)])
+    logits = F.linear(h, folded)  # [N, 2 heads]
+    return logits[:, :heads].unsqueeze(-1), logits[:, heads:].unsqueeze(-1)
+
+
+def gat_forward(conv: GATConv, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+    """``conv(graph, h)`` for a homogeneous graph (DGL's ``GATConv`` with ``residual=False``)
+    computed with DGL's fused kernels called directly: :func:`gat_attention_logits`, then
+    ``dgl.ops.u_add_v`` -> LeakyReLU -> ``edge_softmax`` -> ``dgl.ops.u_mul_e_sum``, with
+    ``conv``'s parameters, dropouts and bias (Veličković et al., ICLR 2018, Eq. 3-4).
+
+    Shapes: ``h`` ``[N, in_dim]`` -> ``[N, heads, F]``.
+    """
+    h = conv.feat_drop(h)
+    feat = conv.fc(h).view(-1, conv._num_heads, conv._out_feats)
+    el, er = gat_attention_logits(conv, h)
+    scores = conv.leaky_relu(dgl.ops.u_add_v(graph, el, er))  # [E, heads, 1]
+    attention = conv.attn_drop(edge_softmax(graph, scores))
+    out = dgl.ops.u_mul_e_sum(graph, feat, attention)
+    return out if conv.bias is None else out + conv.bias.view(1, conv._num_heads, conv._out_feats)
+
+
 class GATLayer(nn.Module):
     """Graph attention (Veličković et al., ICLR 2018), DGL ``GATConv``.
 
     ``heads`` attention heads of width ``out_dim // heads`` each, concatenated back to
-    ``out_dim`` (``out_dim`` must be a multiple of ``heads``).
+    ``out_dim`` (``out_dim`` must be a multiple of ``heads``). The parameters are those of a
+    ``GATConv`` (``conv``); the computation is :func:`gat_forward` (the same function).
 
     Args:
         heads: number of attention heads.
@@ -88,7 +121,7 @@ class GATLayer(nn.Module):
         )
 
     def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
-        return self.conv(graph, h).flatten(1)
+        return gat_forward(self.conv, graph, h).flatten(1)
 
 
 class GATv2Layer(GATLayer):
@@ -99,6 +132,9 @@ class GATv2Layer(GATLayer):
     """
 
     conv_class = GATv2Conv
+
+    def forward(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(graph, h).flatten(1)
 
 
 class GINLayer(nn.Module):
