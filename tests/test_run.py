@@ -60,7 +60,27 @@ OPTIONS = every_other_option() + [
     ["loss=hardneg", "loss.fused=none"],
     ["data.pairing=label"],
     ["data.standardize=false", "graph.self_loops=true"],
+    # The other datasets (debug=fast's stages freeze branches.text, which digits and
+    # synthetic_positional lack: their own default is train=joint, checked below).
+    ["data=synthetic_hard"],
+    ["data=synthetic_positional", "train.stages.0.freeze=[]"],
+    ["data=digits", "train.stages.0.freeze=[]"],
 ]
+
+
+def test_datasets_without_text_choose_joint_training_and_folders_choose_pe_auto():
+    def chosen(overrides):
+        register_configs()
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+            cfg = compose("config", overrides=overrides)
+        return [s.name for s in cfg.train.stages], cfg.pe.default.kind
+
+    assert chosen([]) == (["warmup", "finetune"], "none")
+    assert chosen(["data=digits"]) == (["joint"], "none")
+    assert chosen(["data=synthetic_positional"]) == (["joint"], "none")
+    assert chosen(["data=digits", "train=default"]) == (["warmup", "finetune"], "none")
+    assert chosen(["data=folder", "data.path=/nowhere"]) == (["warmup", "finetune"], "sinusoidal")
 
 
 @pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o) or "defaults")
