@@ -50,12 +50,13 @@ class TrainedRun:
         cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
         meta = json.loads((run_dir / META_FILE).read_text())
         state = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)
-        # The node encodings as in training: a modality had pos there iff it has an encoder
-        # (pe configs fall back to none without pos), its raw size is the encoder's input.
+        # The node encodings as in training: which modalities had pos and the encodings' raw
+        # sizes are in model_meta.json (runs older than that: read off the encoder weights).
         encoder_in = {m: state["model"].get(f"encoders.{m}.token.weight") for m in meta["modality_dims"]}
+        has_pos = meta.get("has_pos", {m: w is not None for m, w in encoder_in.items()})
+        pe_dims = meta.get("pe_dims", {m: w.shape[1] for m, w in encoder_in.items() if w is not None})
         encodings = encodings_from_config(
-            meta["modality_dims"], {m: w is not None for m, w in encoder_in.items()},
-            cfg.pe.default, cfg.pe.modalities, cfg.pe.without_pos,
+            meta["modality_dims"], has_pos, cfg.pe.default, cfg.pe.modalities, cfg.pe.without_pos,
         ) if "pe" in cfg else {}
         model = instantiate(
             cfg.model,
@@ -66,7 +67,7 @@ class TrainedRun:
             skip=instantiate(cfg.skip),
             fusion=instantiate(cfg.fusion),
         )(encodings=encodings, pe_combine=OmegaConf.select(cfg, "pe.combine", default="concat"),
-          pe_dims={m: w.shape[1] for m, w in encoder_in.items() if w is not None},
+          pe_dims=pe_dims,
           token_encoders=token_encoders_from_config(OmegaConf.select(cfg, "text_encoder")))
         model.load_state_dict(state["model"])
         model.to(device).eval()

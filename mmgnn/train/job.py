@@ -49,6 +49,8 @@ def check_object_groups(cfg: DictConfig) -> None:
     for group in ("gnn", "skip", "fusion", "model"):
         check_targets(cfg[group], group)
     check_targets(cfg.loss.alignment, "loss.alignment")
+    if OmegaConf.select(cfg, "text_encoder.encoder") is not None:
+        check_targets(cfg.text_encoder.encoder, "text_encoder.encoder")
 
 
 def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
@@ -171,6 +173,8 @@ def write_model_meta(run_dir: Path, model: torch.nn.Module, data: PreparedData) 
         "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
         "num_classes": model.classifier.out_features if model.classifier is not None else 0,
         "gnn_hidden_dim": model.branches[model.modalities[0]].out_dim,  # budget mode sets it
+        "has_pos": {m: d.pos is not None for m, d in data.dataset.modalities.items()},
+        "pe_dims": dict(data.pe_dims),
     }))
 
 
