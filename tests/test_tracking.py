@@ -15,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from mmgnn.tracking.headline import parse_key, read_metrics_csv, tidy_metrics
+from mmgnn.analysis.runs import read_metrics_csv
+from mmgnn.tracking.headline import parse_key, tidy_metrics
 from mmgnn.tracking.params import config_hash, config_params, flatten, run_name, shorten
 from mmgnn.tracking.store import retry_locked
 from mmgnn.tracking.sync import main as sync_main
@@ -116,7 +117,7 @@ def check_two_by_two(uri, parents, children):
         assert f"skip={c.data.params['skip.mode']}" in c.data.tags["mmgnn.overrides"]
         # Headline metrics only; metrics.csv holds every final metric with the same values.
         assert len(c.data.metrics) <= 80
-        detail = read_metrics_csv(client.download_artifacts(c.info.run_id, "metrics.csv"))
+        detail = read_metrics_csv(client.download_artifacts(c.info.run_id, "metrics.csv")).to_dict()
         assert len(detail) > 2 * len(c.data.metrics)
         finals = {k: v for k, v in c.data.metrics.items() if not k.startswith(("train/", "val/"))
                   and k not in ("lr", "temperature")}
@@ -391,7 +392,7 @@ def test_log_detail_restores_every_metric(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("detail").experiment_id])
-    detail = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    detail = read_metrics_csv(tmp_path / "run" / "metrics.csv").to_dict()
     assert set(detail) <= set(run.data.metrics) and len(run.data.metrics) > 200
     assert all(run.data.metrics[k] == pytest.approx(v) for k, v in detail.items())
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/fused/acc")]

@@ -23,7 +23,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mmgnn.tracking.job_run import TAG_REUSED
+from mmgnn.tracking.job_run import FAILED_JOBS_FILE, TAG_EXPECTED, TAG_REUSED
 from mmgnn.tracking.store import retry_locked
 
 REPLICATE = "seed"
@@ -31,8 +31,6 @@ FINISHED = "FINISHED"
 MISSING = "(default)"  # the value of an override key that a run neither overrides nor logs
 NO_RUN = "no_run"  # ``source`` of a job that failed before its MLflow run existed
 METRICS_FILE = "metrics.csv"  # a run's detailed metrics (artifact at the run root)
-FAILED_JOBS_FILE = "failed_jobs.json"  # the parent's jobs that failed before their run existed
-TAG_EXPECTED = "mmgnn.expected_jobs"  # tag or param of the parent: how many jobs the sweep launched
 # Columns of the runs frame that are not override keys.
 BASE_COLUMNS = ("run_id", "run_name", "experiment_id", "status", "start_time", "end_time",
                 "artifact_uri", "source", "overrides", "error")

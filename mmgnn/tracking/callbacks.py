@@ -27,7 +27,14 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.tracking.job_run import TAG_FACTORS, TAG_REUSED, TAG_SWEEP, SweepInfo
+from mmgnn.tracking.job_run import (
+    FAILED_JOBS_FILE,
+    TAG_EXPECTED,
+    TAG_FACTORS,
+    TAG_REUSED,
+    TAG_SWEEP,
+    SweepInfo,
+)
 from mmgnn.tracking.local import EVENTS, Recorder, connect
 from mmgnn.tracking.store import TrackingUnreachable, git_commit, project_root, resolve_uri
 from mmgnn.tracking.sweep_plan import compose_error, config_loader, planned_jobs, swept_factors
@@ -35,8 +42,6 @@ from mmgnn.tracking.sweep_plan import compose_error, config_loader, planned_jobs
 log = logging.getLogger(__name__)
 
 JOBS_DIR = "jobs"
-FAILED_JOBS_FILE = "failed_jobs.json"
-TAG_EXPECTED = "mmgnn.expected_jobs"
 
 
 class MLflowSweepCallback(Callback):

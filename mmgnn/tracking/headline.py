@@ -93,9 +93,3 @@ def write_metrics_csv(metrics: dict[str, float], path: Path) -> Path:
     """Write :func:`tidy_metrics` to ``path`` (empty strings where a column does not apply)."""
     tidy_metrics(metrics).to_csv(path, index=False)
     return path
-
-
-def read_metrics_csv(path: Path) -> dict[str, float]:
-    """``metrics.csv`` back to ``{key: value}``."""
-    table = pd.read_csv(path, keep_default_na=False, dtype={"key": str})
-    return dict(zip(table["key"], table["value"].astype(float)))

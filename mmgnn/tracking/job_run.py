@@ -36,6 +36,8 @@ TAG_SWEEP = "mmgnn.sweep_id"
 TAG_STATUS = "mmgnn.status"
 TAG_FACTORS = "mmgnn.factors"  # the sweep's swept override keys, comma-separated
 TAG_REUSED = "mmgnn.reused_by"  # + ".<parent run id>" on a FINISHED run a later sweep reused
+TAG_EXPECTED = "mmgnn.expected_jobs"  # tag of a sweep parent: how many jobs the sweep launched
+FAILED_JOBS_FILE = "failed_jobs.json"  # parent artifact: jobs that failed before their run existed
 
 
 @dataclass
