@@ -5,6 +5,7 @@ import itertools
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -12,9 +13,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from hydra_plugins.mmgnn_controlled_sweeper.controlled_sweeper import controlled_design
-from mmgnn.config import register_configs
+from mmgnn.config import group_options, register_configs
 from mmgnn.tracking.job_run import MLflowJobRun
-from mmgnn.tracking.sweep_plan import swept_factors
+from mmgnn.tracking.sweep_plan import config_loader, planned_jobs, swept_factors
 
 from conftest import ROOT
 
@@ -38,6 +39,28 @@ def test_every_experiment_composes(name):
         factors = swept_factors(cfg)  # glob(*) and comma lists alike
         assert cfg.hydra.sweeper.params.seed == "0,1,2"
         assert "seed" in factors and len(factors) >= 2
+
+
+def _levels(key: str, value: str) -> int:
+    """How many values a sweep parameter takes: a group's options for ``glob(*)``, else a list."""
+    return len(group_options(key)) if value == "glob(*)" else len(value.split(","))
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n.startswith(("ablate_", "digits"))])
+def test_sweep_plan_counts_every_job_of_a_preset(name):
+    """The sweep callback's plan (``mmgnn.expected_jobs``) of a basic-sweeper preset is the
+    product of its parameters' levels, ``glob(*)`` over a group included (it needs the app's
+    config loader; without one the plan is unknown, and the sweep still runs)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        plan = planned_jobs(cfg, config_loader())
+    params = cfg.hydra.sweeper.params
+    assert len(plan) == len({tuple(job) for job in plan})
+    assert len(plan) == int(np.prod([_levels(k, str(v)) for k, v in params.items()]))
+    if any(str(v) == "glob(*)" for v in params.values()):
+        assert planned_jobs(cfg) is None
 
 
 def test_controlled_design_varies_one_factor_on_equal_bases():

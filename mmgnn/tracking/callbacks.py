@@ -66,8 +66,8 @@ class MLflowSweepCallback(Callback):
             raise SystemExit(f"error: {error}") from None
         self.sweep_dir = Path(config.hydra.sweep.dir)
         sweep_id = f"{config.tracking.experiment}/{self.sweep_dir.parent.name}/{self.sweep_dir.name}"
-        self.plan = planned_jobs(config)
         self.loader = config_loader()
+        self.plan = planned_jobs(config, self.loader)
         factors = swept_factors(config)
         tags = {
             TAG_SWEEP: sweep_id,

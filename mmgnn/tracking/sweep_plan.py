@@ -24,13 +24,18 @@ def _arguments(config: DictConfig) -> list[str]:
 
 def swept_factors(config: DictConfig) -> list[str]:
     """The override keys the sweep varies (``skip``, ``seed``, ``optim.lr``), in order."""
-    overrides = OverridesParser.create().parse_overrides(_arguments(config))
+    overrides = OverridesParser.create().parse_overrides(_arguments(config))  # keys only: no glob expansion
     return list(dict.fromkeys(o.get_key_element() for o in overrides if o.is_sweep_override()))
 
 
-def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+def planned_jobs(config: DictConfig, loader=None) -> list[list[str]] | None:
     """Each job's overrides in launch order (job n is entry n), or ``None`` when the sweeper
-    does not say in advance (Optuna's trials: a list of that many empty override lists)."""
+    does not say in advance (Optuna's trials: a list of that many empty override lists).
+
+    ``loader`` is the app's config loader (:func:`config_loader`): a sweep over a config
+    group's ``glob(*)`` expands to that group's options through it, as the sweeper's own
+    parser does; without it such a sweep's plan is unknown (``None``, with a warning).
+    """
     sweeper_cfg = config.hydra.sweeper
     n_trials = OmegaConf.select(sweeper_cfg, "n_trials")
     if n_trials is not None:
@@ -45,8 +50,12 @@ def planned_jobs(config: DictConfig) -> list[list[str]] | None:
         return None
     if not hasattr(sweeper, "split_arguments"):
         return None
-    overrides = OverridesParser.create().parse_overrides(_arguments(config))
-    batches = sweeper.split_arguments(overrides, None)
+    try:
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides(_arguments(config))
+        batches = sweeper.split_arguments(overrides, None)
+    except Exception as error:  # e.g. glob(*) without a loader: the sweep still runs and is logged
+        log.warning("cannot plan the sweep's jobs (%s); mmgnn.expected_jobs not set", error)
+        return None
     return [list(job) for batch in batches for job in batch]
 
 
