@@ -12,8 +12,11 @@ ways; image a 4 x 4 grid of 6-feature nodes, 4-neighbour; audio a chain of ``--a
   ``gnn=gat skip=sum fusion=xattn loss=infonce loss.fused=none fusion.dropout=0`` (hidden
   64, 2 GAT layers of 4 heads, one crossmodal block per ordered pair with an FFN of width
   128), graphs from the project's builders (``ChainGraph``, ``GridGraph``) batched by its
-  :class:`~mmgnn.data.batch.MultimodalCollator`; train step = ``objective(model(batch))``,
-  ``backward``, AdamW step; eval pass = :func:`mmgnn.train.evaluation.collect_outputs` on
+  :class:`~mmgnn.data.batch.MultimodalCollator`; train step = ``objective(model(batch,
+  fuse=...))`` as the trainer runs it (:func:`~mmgnn.train.trainer.fuses_in_training`: with
+  ``loss.fused=none`` the loss reads no fused output, so the step skips the fusion),
+  ``backward``, AdamW step; ``step_fused`` = the same step always fusing (the like-for-like
+  row: the reference's loss reads no fused output either, but its forward computes it); eval pass = :func:`mmgnn.train.evaluation.collect_outputs` on
   the batch.
 - **reference** (:class:`ReferenceModel`): the same function written the way a DGL user
   would: one ``DGLGraph`` per item joined with ``dgl.batch``, ``dgl.nn.GATConv`` layers,
@@ -26,7 +29,8 @@ first), with the same thread count; each process times ``--steps`` steps after `
 steps on ``--n-batches`` cycled batches and reports medians. Printed: per round the time
 ratios project / reference, of wall-clock time and of the process's CPU time (the latter
 less sensitive to a shared machine's load); over rounds their median and min-max; the
-forward / backward / optimiser split; peak resident memory of each process; both parameter counts.
+forward / backward / optimiser split of ``step``; ``step_fused`` (the reference's ``step_fused``
+is its ``step`` run again); peak resident memory of each process; both parameter counts.
 """
 from __future__ import annotations
 
@@ -229,6 +233,7 @@ def _setup(kind: str, args):
         from mmgnn.train.evaluation import collect_outputs
         from mmgnn.train.job import build_objective
         from mmgnn.train.optim import build_adamw
+        from mmgnn.train.trainer import fuses_in_training
 
         dims = {m: d.dim for m, d in dataset.modalities.items()}
         model = instantiate(cfg.model, modality_dims=dims, num_classes=0, branch=instantiate(cfg.gnn),
@@ -238,8 +243,10 @@ def _setup(kind: str, args):
         collate = MultimodalCollator(graphs, None, torch.zeros(n_items, dtype=torch.int64))
         batches = [collate(r) for r in rows]
 
-        def loss_fn(batch):
-            return objective(model(batch), batch)[0]
+        fuse = fuses_in_training(model, objective)
+
+        def loss_fn(batch, always_fuse=False):
+            return objective(model(batch, fuse=fuse or always_fuse), batch)[0]
 
         def eval_fn(batch):
             collect_outputs(model, [batch], torch.device("cpu"))
@@ -250,7 +257,7 @@ def _setup(kind: str, args):
                                       weight_decay=0.01)
         batches = reference_batches(graphs, rows)
 
-        def loss_fn(batch):
+        def loss_fn(batch, always_fuse=False):  # the reference always fuses
             return objective(model(batch)[0])
 
         def eval_fn(batch):
@@ -265,24 +272,25 @@ def worker(kind: str, args) -> dict:
     """Time ``kind``'s train steps and eval passes in this process; medians in ms."""
     torch.set_num_threads(args.threads)
     model, loss_fn, eval_fn, optimizer, batches, params = _setup(kind, args)
-    names = ("forward", "backward", "optimizer", "step", "eval")
+    names = ("forward", "backward", "optimizer", "step", "eval", "step_fused")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
     model.train()
     for i in range(args.warmup + args.steps):
         batch = batches[i % len(batches)]
         marks = [(time.perf_counter(), time.process_time())]
-        loss = loss_fn(batch)
-        marks.append((time.perf_counter(), time.process_time()))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append((time.perf_counter(), time.process_time()))
-        optimizer.step()
-        marks.append((time.perf_counter(), time.process_time()))
+        for always_fuse in (False, True):  # the step as the trainer runs it, then always fusing
+            loss = loss_fn(batch, always_fuse)
+            marks.append((time.perf_counter(), time.process_time()))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            marks.append((time.perf_counter(), time.process_time()))
+            optimizer.step()
+            marks.append((time.perf_counter(), time.process_time()))
         eval_fn(batch)
         marks.append((time.perf_counter(), time.process_time()))
         if i >= args.warmup:
-            spans = [(0, 1), (1, 2), (2, 3), (0, 3), (3, 4)]
+            spans = [(0, 1), (1, 2), (2, 3), (0, 3), (6, 7), (3, 6)]
             for key, (a, b) in zip(names, spans):
                 wall[key].append(1e3 * (marks[b][0] - marks[a][0]))
                 cpu[key].append(1e3 * (marks[b][1] - marks[a][1]))
@@ -326,7 +334,7 @@ def summary(rounds: list[dict[str, dict]]) -> list[str]:
         ratios = [r["project"][key] / r["reference"][key] for r in rounds]
         return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
-    for phase in ("step", "forward", "backward", "optimizer", "eval"):
+    for phase in ("step", "forward", "backward", "optimizer", "eval", "step_fused"):
         p = statistics.median(r["project"][phase] for r in rounds)
         q = statistics.median(r["reference"][phase] for r in rounds)
         lines.append(f"| {phase} | {p:.1f} | {q:.1f} | {spread(phase)} | {spread(phase + '_cpu')} |")

@@ -280,3 +280,34 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"best\.pt is not a readable torch checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, tmp_path):
+    """``loss.fused=none``: the step skips fusion and classifier (no gradient reaches them) and
+    trains every parameter exactly as a step that ran them and threw them away; with the fused
+    term (``build``'s objective) every step fuses."""
+    assert make_trainer(data, tmp_path / "classify", [Stage("joint", 1)])._fuse_in_training
+    params, losses = {}, {}
+    for fuse in (True, False):
+        seed_everything(0)
+        model = MultimodalGNN(
+            {m: d.dim for m, d in data.dataset.modalities.items()},
+            branch=partial(GNNBranch, conv=partial(SAGELayer), hidden_dim=16, num_layers=2),
+            skip=partial(ModalitySkip, mode="sum"), fusion=partial(GatedFusion, dropout=0.0),
+            embed_dim=16, num_classes=data.dataset.num_classes,
+        )
+        objective = MultimodalObjective(InfoNCE(), fused="none")
+        trainer = Trainer(model, objective, data, trainer_config([Stage("joint", 1)]), tmp_path / str(fuse))
+        assert not trainer._fuse_in_training
+        trainer._fuse_in_training = fuse
+        calls = []
+        hook = model.fusion.register_forward_hook(lambda *args: calls.append(1))
+        losses[fuse] = trainer._train_epoch(0, trainer.stages[0])["train/total"]
+        hook.remove()
+        assert len(calls) == (math.ceil(len(data.dataset.indices("train")) / 32) if fuse else 0)
+        params[fuse] = snapshot(model)
+    assert losses[True] == losses[False]
+    for name, value in params[True].items():
+        assert torch.equal(value, params[False][name]), name
+    start = snapshot(build(data)[0].fusion)
+    assert start.keys() and all(torch.equal(params[False][f"fusion.{n}"], v) for n, v in start.items())

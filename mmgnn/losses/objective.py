@@ -42,6 +42,12 @@ class MultimodalObjective(nn.Module):
         self.alignment_weight = float(alignment_weight)
 
     @property
+    def needs_fused(self) -> bool:
+        """Whether the loss reads the fused embedding (its classifier's logits); when not, a
+        training step may skip the fusion (``MultimodalGNN.forward(batch, fuse=False)``)."""
+        return self.fused == "classify"
+
+    @property
     def temperature(self) -> float | None:
         """The alignment loss's temperature, or None when it has none."""
         return getattr(self.alignment, "temperature", None)

@@ -28,16 +28,18 @@ class ModelOutput:
         embeddings: modality -> float ``[B, embed_dim]``, L2-normalised; rows of items lacking
             the modality (``present`` False) are zero.
         present: bool ``[B, M]`` (the batch's).
-        fused: float ``[B, fusion.out_dim]``.
-        gates: float ``[B, M]``, the fusion's weight per modality; exactly 0 where not present.
-        logits: float ``[B, num_classes]``, or ``None`` when the model has no classifier.
+        fused: float ``[B, fusion.out_dim]``; ``None`` when the forward was asked not to fuse.
+        gates: float ``[B, M]``, the fusion's weight per modality; exactly 0 where not present;
+            ``None`` when not fused.
+        logits: float ``[B, num_classes]``, or ``None`` when the model has no classifier (or
+            did not fuse).
     """
 
     modalities: tuple[str, ...]
     embeddings: dict[str, torch.Tensor]
     present: torch.Tensor
-    fused: torch.Tensor
-    gates: torch.Tensor
+    fused: torch.Tensor | None
+    gates: torch.Tensor | None
     logits: torch.Tensor | None
 
 
@@ -187,7 +189,12 @@ class MultimodalGNN(nn.Module):
         self.fusion = fusion(len(self.modalities), embed_dim)
         self.classifier = nn.Linear(self.fusion.out_dim, num_classes) if num_classes > 0 else None
 
-    def forward(self, batch: MultimodalBatch) -> ModelOutput:
+    def forward(self, batch: MultimodalBatch, fuse: bool = True) -> ModelOutput:
+        """The batch's embeddings and, with ``fuse`` (the default), its fused embedding, gates
+        and logits. ``fuse=False`` skips token padding, fusion and classifier (``fused``,
+        ``gates`` and ``logits`` are ``None``): a training step whose loss reads only the
+        per-modality embeddings (``loss.fused=none``) needs none of them, and they would get
+        no gradient."""
         if tuple(batch.modalities) != self.modalities:
             raise ValueError(f"batch modalities {batch.modalities} != model modalities {self.modalities}")
         present = batch.present
@@ -204,13 +211,16 @@ class MultimodalGNN(nn.Module):
             node_tokens = self.heads[m](h)
             if position is not None:
                 node_tokens = node_tokens + self.encoders[m].tokens(position)
-            padded, mask = pad_tokens(graph, node_tokens, present[:, i])
-            tokens.append(padded)
-            token_mask.append(mask)
+            if fuse:
+                padded, mask = pad_tokens(graph, node_tokens, present[:, i])
+                tokens.append(padded)
+                token_mask.append(mask)
             item_pooled = self.readouts[m](graph, node_tokens)
             pooled.append(torch.where(present[:, i : i + 1], item_pooled, torch.zeros_like(item_pooled)))
-        stacked = torch.stack(pooled, dim=1)
-        fused, gates = self.fusion(tokens, token_mask, stacked, present)
+        fused = gates = logits = None
+        if fuse:
+            fused, gates = self.fusion(tokens, token_mask, torch.stack(pooled, dim=1), present)
+            logits = None if self.classifier is None else self.classifier(fused)
         return ModelOutput(
             modalities=self.modalities,
             embeddings={
@@ -224,5 +234,5 @@ class MultimodalGNN(nn.Module):
             present=present,
             fused=fused,
             gates=gates,
-            logits=None if self.classifier is None else self.classifier(fused),
+            logits=logits,
         )

@@ -102,6 +102,13 @@ class FitResult:
     seconds: float = 0.0
 
 
+def fuses_in_training(model: nn.Module, objective: nn.Module) -> bool:
+    """Whether a training step needs the fused embedding: only when the loss reads the
+    classifier's logits on it. Otherwise the step runs ``model(batch, fuse=False)``: the fusion
+    (most of a step with cross-attention) would get no gradient. Evaluation always fuses."""
+    return bool(getattr(objective, "needs_fused", True)) and getattr(model, "classifier", None) is not None
+
+
 class Trainer:
     """Trains a :class:`~mmgnn.models.MultimodalGNN` with a :class:`MultimodalObjective`.
 
@@ -142,6 +149,7 @@ class Trainer:
             )
         self.model, self.objective, self.data = model, objective, data
         self.config, self.callbacks = config, list(callbacks)
+        self._fuse_in_training = fuses_in_training(model, objective)
         self.stages: list[Stage] = list(train.stages)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -258,7 +266,7 @@ class Trainer:
         """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with autocast:
-            out = self.model(batch)
+            out = self.model(batch, fuse=self._fuse_in_training)
             total, terms = self.objective(out, batch)
         if not torch.isfinite(total):
             raise NonFiniteLossError(
