@@ -13,7 +13,9 @@ Three commands:
     python -m experiments.bench_pe table SWEEP_DIR
         the ``+experiment=ablate_pe`` table from a multirun folder: per (pe, readout, gnn), the
         test fused accuracy with every modality and with each modality alone
-        (``missing/<all others>/fused/acc``), mean +- std over seeds.
+        (``missing/<all others>/fused/acc``), mean +- std over seeds; then each
+        message-passing gnn against ``gnn=mlp``, paired by seed (gap, its std, wins, and
+        whether the gap exceeds the seed spread).
     python -m experiments.bench_pe alone RUN_DIR [RUN_DIR ...] [--split val]
         fused accuracy of finished runs (best checkpoint) on a split with every modality and
         with each modality alone: choosing settings on ``val``, never on ``test``.
@@ -121,19 +123,47 @@ def alone_accuracies(metrics: dict[str, float]) -> dict[str, float]:
     return result
 
 
-def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
-    """Per (pe, readout, gnn) and condition (``all``, ``<m> alone``): mean, std and count over
-    the jobs (seeds) of a multirun folder of the test fused accuracy."""
+def sweep_rows(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per (job, condition) of a multirun folder: ``pe``, ``readout``, ``gnn`` (the
+    job's group choices), ``seed``, ``condition`` (``all``, ``<m> alone``) and ``acc`` (test
+    fused accuracy)."""
     rows = []
     for metrics_file in sorted(Path(sweep_dir).glob("*/test_metrics.json")):
         cfg = OmegaConf.load(metrics_file.parent / ".hydra" / "config.yaml")
-        setting = {"pe": cfg.pe.default.kind, "readout": cfg.model.readout,
-                   "gnn": cfg.gnn.conv._target_.rsplit(".", 1)[-1], "seed": cfg.seed}
+        choices = OmegaConf.load(metrics_file.parent / ".hydra" / "hydra.yaml").hydra.runtime.choices
+        setting = {"pe": choices.pe, "readout": cfg.model.readout, "gnn": choices.gnn, "seed": cfg.seed}
         metrics = json.loads(metrics_file.read_text())["metrics"]
         rows += [{**setting, "condition": c, "acc": v} for c, v in alone_accuracies(metrics).items()]
     if not rows:
         raise FileNotFoundError(f"no */test_metrics.json under {sweep_dir}: not a finished multirun folder")
-    return pd.DataFrame(rows).groupby(["pe", "readout", "gnn", "condition"])["acc"].agg(["mean", "std", "count"])
+    return pd.DataFrame(rows)
+
+
+def sweep_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (pe, readout, gnn) and condition: mean, std and count over seeds of :func:`sweep_rows`."""
+    return rows.groupby(["pe", "readout", "gnn", "condition"])["acc"].agg(["mean", "std", "count"])
+
+
+def mlp_gaps(rows: pd.DataFrame, control: str = "mlp") -> pd.DataFrame:
+    """Each message-passing gnn against ``gnn=mlp`` per (pe, readout, condition).
+
+    The same seed gives both the same split and partner draw, so the gap is paired per seed.
+    Columns: ``gap`` (mean over seeds of gnn - mlp) and ``gap_std`` (its std over seeds),
+    ``spread`` (the larger of the two settings' stds over seeds), ``seeds`` (paired seeds),
+    ``wins`` (seeds where the gnn is ahead) and ``beats`` (``gap > spread``: ahead by more than
+    the seed spread).
+    """
+    keys = ["pe", "readout", "condition", "seed"]
+    base = rows[rows.gnn == control].set_index(keys)["acc"]
+    paired = rows[rows.gnn != control].join(base.rename("control"), on=keys, how="inner")
+    paired["diff"] = paired["acc"] - paired["control"]
+    spread = rows.groupby(["pe", "readout", "gnn", "condition"])["acc"].std()
+    control_spread = spread.xs(control, level="gnn")
+    out = paired.groupby(["pe", "readout", "condition", "gnn"]).agg(
+        gap=("diff", "mean"), gap_std=("diff", "std"), seeds=("diff", "size"), wins=("diff", lambda d: int((d > 0).sum())))
+    out["spread"] = [max(spread[(p, r, g, c)], control_spread[(p, r, c)]) for p, r, c, g in out.index]
+    out["beats"] = out["gap"] > out["spread"]
+    return out
 
 
 def format_sweep_table(stats: pd.DataFrame) -> pd.DataFrame:
@@ -191,7 +221,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = {d: single_modality_accuracy(d, args.split) for d in args.run_dirs}
         print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.3f}"))
     else:
-        print(format_sweep_table(sweep_table(args.sweep_dir)).to_string())
+        rows = sweep_rows(args.sweep_dir)
+        print(format_sweep_table(sweep_table(rows)).to_string())
+        if (rows.gnn == "mlp").any() and (rows.gnn != "mlp").any():
+            print("\nmessage passing against gnn=mlp (paired by seed):")
+            print(mlp_gaps(rows).to_string(float_format=lambda v: f"{v:+.3f}"))
 
 
 if __name__ == "__main__":

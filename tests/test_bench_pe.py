@@ -1,5 +1,6 @@
 """experiments.bench_pe's study table: reading a multirun folder into per-setting statistics of
-the fused accuracy with every modality and with each modality alone."""
+the fused accuracy with every modality and with each modality alone, and message passing
+against gnn=mlp paired by seed."""
 from __future__ import annotations
 
 import json
@@ -8,15 +9,17 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from experiments.bench_pe import alone_accuracies, format_sweep_table, sweep_table
+from experiments.bench_pe import alone_accuracies, format_sweep_table, mlp_gaps, sweep_rows, sweep_table
 
 
 def write_job(folder, pe: str, gnn: str, seed: int, fused: float, image_alone: float, rows_alone: float):
-    """A finished job as Hydra and run_job leave it: .hydra/config.yaml and test_metrics.json."""
+    """A finished job as Hydra and run_job leave it: .hydra/config.yaml, .hydra/hydra.yaml (the
+    group choices) and test_metrics.json."""
     (folder / ".hydra").mkdir(parents=True)
-    cfg = {"pe": {"default": {"kind": pe}}, "model": {"readout": "query"}, "seed": seed,
-           "gnn": {"conv": {"_target_": f"mmgnn.models.convs.{gnn}"}}}
+    cfg = {"pe": {"default": {"kind": pe}}, "model": {"readout": "query"}, "seed": seed}
     OmegaConf.save(OmegaConf.create(cfg), folder / ".hydra" / "config.yaml")
+    choices = {"hydra": {"runtime": {"choices": {"pe": pe, "gnn": gnn}}}}
+    OmegaConf.save(OmegaConf.create(choices), folder / ".hydra" / "hydra.yaml")
     metrics = {"test/fused/acc": fused, "test/gates/image/mean": 0.5, "test/gates/rows/mean": 0.5,
                "test/missing/rows/fused/acc": image_alone, "test/missing/image/fused/acc": rows_alone,
                "test/missing/rows/retrieval/map": 0.1, "test/noise/image/0.3/fused/acc": 0.0}
@@ -32,23 +35,44 @@ def test_alone_reads_the_condition_where_every_other_modality_is_missing():
 
 
 def test_sweep_table_means_and_stds_over_seeds(tmp_path):
-    write_job(tmp_path / "0", "sinusoidal", "GATLayer", 0, 0.99, 0.90, 0.80)
-    write_job(tmp_path / "1", "sinusoidal", "GATLayer", 1, 0.97, 0.94, 0.86)
-    write_job(tmp_path / "2", "none", "GATLayer", 0, 0.95, 0.70, 0.60)
-    write_job(tmp_path / "3", "sinusoidal", "LinearLayer", 0, 0.93, 0.85, 0.75)
+    write_job(tmp_path / "0", "sinusoidal", "gat", 0, 0.99, 0.90, 0.80)
+    write_job(tmp_path / "1", "sinusoidal", "gat", 1, 0.97, 0.94, 0.86)
+    write_job(tmp_path / "2", "none", "gat", 0, 0.95, 0.70, 0.60)
+    write_job(tmp_path / "3", "sinusoidal", "mlp", 0, 0.93, 0.85, 0.75)
     (tmp_path / "4").mkdir()  # a job that did not finish: no test_metrics.json, not counted
-    stats = sweep_table(tmp_path)
-    row = stats.loc[("sinusoidal", "query", "GATLayer", "image alone")]
+    stats = sweep_table(sweep_rows(tmp_path))
+    row = stats.loc[("sinusoidal", "query", "gat", "image alone")]
     assert row["mean"] == pytest.approx(0.92) and row["std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
     assert row["count"] == 2
-    assert stats.loc[("sinusoidal", "query", "GATLayer", "rows alone"), "mean"] == pytest.approx(0.83)
-    assert stats.loc[("none", "query", "GATLayer", "all"), "mean"] == pytest.approx(0.95)
-    assert stats.loc[("sinusoidal", "query", "LinearLayer", "rows alone"), "count"] == 1
+    assert stats.loc[("sinusoidal", "query", "gat", "rows alone"), "mean"] == pytest.approx(0.83)
+    assert stats.loc[("none", "query", "gat", "all"), "mean"] == pytest.approx(0.95)
+    assert stats.loc[("sinusoidal", "query", "mlp", "rows alone"), "count"] == 1
     cells = format_sweep_table(stats)
     assert list(cells.columns) == ["all", "image alone", "rows alone"]
-    assert cells.loc[("sinusoidal", "query", "GATLayer"), "image alone"] == "0.920 +- 0.028 (n=2)"
+    assert cells.loc[("sinusoidal", "query", "gat"), "image alone"] == "0.920 +- 0.028 (n=2)"
 
 
 def test_sweep_table_refuses_a_folder_without_finished_jobs(tmp_path):
     with pytest.raises(FileNotFoundError, match="test_metrics.json"):
-        sweep_table(tmp_path)
+        sweep_rows(tmp_path)
+
+
+def test_mlp_gaps_pair_each_gnn_with_mlp_by_seed(tmp_path):
+    """gat beats mlp on the image in every seed by 0.03 (paired std 0), but the seed spread is
+    0.04: not "by more than the spread"; on the rows it wins by 0.10 > spread; sage wins one
+    seed of two."""
+    for i, (gnn, seed, image, rows) in enumerate([
+        ("gat", 0, 0.93, 0.90), ("gat", 1, 0.99, 0.92), ("mlp", 0, 0.90, 0.80), ("mlp", 1, 0.96, 0.82),
+        ("sage", 0, 0.91, 0.80), ("sage", 1, 0.95, 0.82), ("gat", 2, 0.5, 0.5),  # seed 2: no mlp to pair
+    ]):
+        write_job(tmp_path / str(i), "index", gnn, seed, 1.0, image, rows)
+    gaps = mlp_gaps(sweep_rows(tmp_path))
+    image = gaps.loc[("index", "query", "image alone", "gat")]
+    assert image["gap"] == pytest.approx(0.03) and image["gap_std"] == pytest.approx(0.0, abs=1e-12)
+    assert image["seeds"] == 2 and image["wins"] == 2
+    assert image["spread"] == pytest.approx(np.std([0.93, 0.99, 0.5], ddof=1)) and not image["beats"]
+    rows = gaps.loc[("index", "query", "rows alone", "sage")]
+    assert rows["gap"] == pytest.approx(0.0) and rows["wins"] == 0 and not rows["beats"]
+    sage_image = gaps.loc[("index", "query", "image alone", "sage")]
+    assert sage_image["wins"] == 1 and sage_image["gap"] == pytest.approx(0.0)
+    assert "mlp" not in gaps.index.get_level_values("gnn")

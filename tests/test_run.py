@@ -68,7 +68,7 @@ OPTIONS = every_other_option() + [
 ]
 
 
-def test_datasets_without_text_choose_joint_training_and_folders_choose_pe_auto():
+def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins():
     def chosen(overrides):
         register_configs()
         GlobalHydra.instance().clear()
@@ -77,9 +77,9 @@ def test_datasets_without_text_choose_joint_training_and_folders_choose_pe_auto(
         return [s.name for s in cfg.train.stages], cfg.pe.default.kind
 
     assert chosen([]) == (["warmup", "finetune"], "none")
-    assert chosen(["data=digits"]) == (["joint"], "none")
+    assert chosen(["data=digits"]) == (["joint"], "index")
     assert chosen(["data=synthetic_positional"]) == (["joint"], "none")
-    assert chosen(["data=digits", "train=default"]) == (["warmup", "finetune"], "none")
+    assert chosen(["data=digits", "train=default", "pe=none"]) == (["warmup", "finetune"], "none")
     assert chosen(["data=folder", "data.path=/nowhere"]) == (["warmup", "finetune"], "sinusoidal")
 
 
