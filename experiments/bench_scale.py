@@ -36,6 +36,7 @@ def measure(n_items: int, threads: int, overrides: list[str], max_batches: int |
     from mmgnn.train.evaluation import collect_outputs
     from mmgnn.train.job import build_model, build_objective, load_dataset, prepare
     from mmgnn.train.optim import build_adamw
+    from mmgnn.train.trainer import fuses_in_training
 
     torch.set_num_threads(threads)
     register_configs()
@@ -48,6 +49,7 @@ def measure(n_items: int, threads: int, overrides: list[str], max_batches: int |
     data = prepare(cfg, dataset)
     t2 = time.perf_counter()
     model, objective = build_model(cfg, data), build_objective(cfg)
+    fuse = fuses_in_training(model, objective)  # as the trainer's step
     optimizer = build_adamw(model, objective, cfg.optim.lr, cfg.optim.weight_decay)
     model.train()
     collate_s = train_s = 0.0
@@ -58,7 +60,7 @@ def measure(n_items: int, threads: int, overrides: list[str], max_batches: int |
         s0 = time.perf_counter()
         batch = next(loader)
         s1 = time.perf_counter()
-        total, _ = objective(model(batch), batch)
+        total, _ = objective(model(batch, fuse=fuse), batch)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
