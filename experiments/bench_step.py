@@ -1,7 +1,7 @@
 """One training step and one evaluation pass of the project against a plain-DGL reference.
 
     python -m experiments.bench_step [--batch-size 256] [--audio-nodes 40] [--rounds 3]
-                                     [--steps 20] [--threads 2]
+                                     [--steps 20] [--threads 2] [--tune-reference]
 
 The workload (issue 12): every item has three modalities, all present, N(0, 1) features:
 text a chain of ``--text-nodes`` (16) nodes with 32 features joined at distance 1 and 2 both
@@ -23,6 +23,10 @@ ways; image a 4 x 4 grid of 6-feature nodes, 4-neighbour; audio a chain of ``--a
   ``dgl.mean_nodes`` readout, tokens padded with ``pad_sequence``, one
   ``nn.MultiheadAttention`` block per ordered modality pair, symmetric InfoNCE, AdamW; eval
   pass = ``model.eval()`` and a forward under ``torch.no_grad()``.
+
+The project's process keeps freed memory as ``run_job`` has it do
+(``train.keep_freed_memory``, :mod:`mmgnn.train.allocator`); the reference's process only with
+``--tune-reference`` (the like-for-like allocator comparison).
 
 Each round runs the project and the reference in two fresh processes (alternating which goes
 first), with the same thread count; each process times ``--steps`` steps after ``--warmup``
@@ -217,11 +221,16 @@ def reference_batches(graphs, rows_per_batch):
 
 # ----------------------------------------------------------------------------- one process
 def _setup(kind: str, args):
-    """``(model, loss_fn(batch) -> scalar, eval_fn(batch), optimiser, batches, params)``."""
+    """``(model, loss_fn(batch, always_fuse) -> scalar, eval_fn(batch), optimiser, batches, params,
+    whether malloc keeps freed memory)``."""
     from mmgnn.data.batch import MultimodalCollator
     from mmgnn.models import count_parameters
+    from mmgnn.train.allocator import keep_freed_memory
 
     cfg = project_config(tuple(args.override))
+    tuned = bool(cfg.train.keep_freed_memory if kind == "project" else args.tune_reference)
+    if tuned:
+        keep_freed_memory()  # as run_job does for the project
     torch.manual_seed(args.seed)
     n_items = args.batch_size * args.n_batches
     dataset = make_workload(n_items, args.text_nodes, args.audio_nodes, args.seed)
@@ -265,13 +274,13 @@ def _setup(kind: str, args):
             with torch.no_grad():
                 model(batch)
             model.train()
-    return model, loss_fn, eval_fn, optimizer, batches, count_parameters(model)
+    return model, loss_fn, eval_fn, optimizer, batches, count_parameters(model), tuned
 
 
 def worker(kind: str, args) -> dict:
     """Time ``kind``'s train steps and eval passes in this process; medians in ms."""
     torch.set_num_threads(args.threads)
-    model, loss_fn, eval_fn, optimizer, batches, params = _setup(kind, args)
+    model, loss_fn, eval_fn, optimizer, batches, params, tuned = _setup(kind, args)
     names = ("forward", "backward", "optimizer", "step", "eval", "step_fused")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
@@ -298,6 +307,7 @@ def worker(kind: str, args) -> dict:
     result.update({f"{k}_cpu": statistics.median(v) for k, v in cpu.items()})
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["params"] = params
+    result["kept_freed_memory"] = tuned
     return result
 
 
@@ -306,6 +316,8 @@ def _worker_argv(kind: str, args) -> list[str]:
     argv = [sys.executable, "-m", "experiments.bench_step", "--worker", kind]
     for name in ("batch_size", "text_nodes", "audio_nodes", "n_batches", "steps", "warmup", "threads", "seed"):
         argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.tune_reference:
+        argv.append("--tune-reference")
     for override in args.override:
         argv += ["--override", override]
     return argv
@@ -355,6 +367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune-reference", action="store_true",
+                        help="the reference's process also keeps freed memory (mmgnn.train.allocator), "
+                             "as the project's does unless --override train.keep_freed_memory=false")
     parser.add_argument("--override", action="append", default=[],
                         help="extra Hydra override of the project's config (repeatable)")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
@@ -371,6 +386,8 @@ def main(argv: list[str] | None = None) -> dict:
     lines = [
         f"B={args.batch_size}, text {args.text_nodes} / image 16 / audio {args.audio_nodes} nodes, "
         f"{args.threads} threads, {args.rounds} rounds x {args.steps} steps (+{args.warmup} warm-up), "
+        f"malloc keeping freed memory: project {'yes' if rounds[0]['project']['kept_freed_memory'] else 'no'}, "
+        f"reference {'yes' if args.tune_reference else 'no'}, "
         f"load average before/after: {LOAD_BEFORE} / {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         f"parameters: project {params['project']:,}, reference {params['reference']:,} "
         f"({params['project'] / params['reference']:.3f}x)",

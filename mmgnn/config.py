@@ -119,6 +119,7 @@ class TrainConfig:
     stop_after_epoch: Optional[int] = None  # end the run after this epoch (tests of resume)
     max_items: Optional[int] = None  # use only this many items (debug=fast)
     num_threads: int = 0  # torch threads; 0: torch's default, or cores // n_jobs in a parallel sweep
+    keep_freed_memory: bool = True  # glibc malloc keeps freed activations for reuse (mmgnn.train.allocator)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
 

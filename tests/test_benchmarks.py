@@ -90,6 +90,7 @@ def test_step_benchmark_compares_project_and_reference_at_tiny_size():
                                   "--threads", "1"])
     results = {kind: bench_step.worker(kind, args) for kind in bench_step.KINDS}
     params = {kind: r["params"] for kind, r in results.items()}
+    assert results["project"]["kept_freed_memory"] and not results["reference"]["kept_freed_memory"]
     assert abs(params["project"] - params["reference"]) <= 0.05 * params["reference"]
     for r in results.values():
         assert all(r[k] > 0 and r[f"{k}_cpu"] >= 0

@@ -23,6 +23,7 @@ from mmgnn.losses import MultimodalObjective
 from mmgnn.metrics import monitored_value
 from mmgnn.models import count_parameters, hidden_dim_for_budget
 from mmgnn.models.text_encoder import token_encoders_from_config
+from mmgnn.train.allocator import keep_freed_memory
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
 from mmgnn.train.trainer import EpochCallback, FitResult, Trainer, seed_everything
 
@@ -191,6 +192,8 @@ def run_job(
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
         log.info("torch threads: %d", cfg.train.num_threads)
+    if cfg.train.keep_freed_memory:
+        keep_freed_memory()
 
     check_object_groups(cfg)
     dataset = load_dataset(cfg)
