@@ -78,6 +78,11 @@ def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins(
 
     assert chosen([]) == (["warmup", "finetune"], "none")
     assert chosen(["data=digits"]) == (["joint"], "index")
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        digits = compose("config", overrides=["data=digits"])
+    assert sorted(digits.graph.modalities) == ["image", "rows"]  # its own modalities: no warning
     assert chosen(["data=synthetic_positional"]) == (["joint"], "none")
     assert chosen(["data=digits", "train=default", "pe=none"]) == (["warmup", "finetune"], "none")
     assert chosen(["data=folder", "data.path=/nowhere"]) == (["warmup", "finetune"], "sinusoidal")
