@@ -4,9 +4,10 @@ A training step frees and allocates the same activation buffers every step. With
 defaults a buffer above the mmap threshold (128 KiB at start, raised by glibc as such buffers
 are freed, up to 32 MiB) gets fresh ``mmap`` pages, and free memory at the top of the heap is
 handed back to the OS above the trim threshold; the next step then touches new pages again,
-each a minor page fault that zero-fills 4 KiB. On ``experiments/bench_step.py``'s model a
-forward pass with autograd took about 31,000 such faults (107 ms); with both thresholds set,
-about 600 (70 ms). The price: the process keeps its peak resident memory until it exits.
+each a minor page fault that zero-fills 4 KiB. On ``experiments/bench_step.py``'s model (B=256,
+2 threads) a forward pass with autograd took 24,000-31,000 such faults (95-108 ms); with both
+thresholds set, 1-130 (67-70 ms). The price: the process keeps its peak resident memory until
+it exits.
 The same as ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647`` in the
 environment, applied from inside the run (``train.keep_freed_memory``).
 """
