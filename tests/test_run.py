@@ -260,3 +260,13 @@ def test_tracking_options_name_and_checkpoint(tmp_path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "test_metrics.json" in artifacts and "checkpoints" not in artifacts
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()  # kept locally all the same
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_run_job_keeps_freed_memory_only_when_configured(keep, tmp_path, monkeypatch):
+    import mmgnn.train.job as job
+
+    calls = []
+    monkeypatch.setattr(job, "keep_freed_memory", lambda: calls.append(1) or True)
+    run_job(compose_cfg([f"train.keep_freed_memory={str(keep).lower()}"]), tmp_path)
+    assert len(calls) == int(keep)
