@@ -14,8 +14,8 @@ Three commands:
         the ``+experiment=ablate_pe`` table from a multirun folder: per (pe, readout, gnn), the
         test fused accuracy with every modality and with each modality alone
         (``missing/<all others>/fused/acc``), mean +- std over seeds; then each
-        message-passing gnn against ``gnn=mlp``, paired by seed (gap, its std, wins, and
-        whether the gap exceeds the seed spread).
+        message-passing gnn against ``gnn=mlp``, paired by seed (gap, its std, wins, its 95%
+        bootstrap interval, and whether the gap exceeds the seed spread).
     python -m experiments.bench_pe alone RUN_DIR [RUN_DIR ...] [--split val]
         fused accuracy of finished runs (best checkpoint) on a split with every modality and
         with each modality alone: choosing settings on ``val``, never on ``test``.
@@ -36,6 +36,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from experiments.bench_models import machine_info, time_steps
+from mmgnn.analysis.stats import bootstrap_ci
 from mmgnn.config import CONF_DIR, group_options, register_configs
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.pe import clear_pe_cache, compute_encoding
@@ -150,8 +151,10 @@ def mlp_gaps(rows: pd.DataFrame, control: str = "mlp") -> pd.DataFrame:
     The same seed gives both the same split and partner draw, so the gap is paired per seed.
     Columns: ``gap`` (mean over seeds of gnn - mlp) and ``gap_std`` (its std over seeds),
     ``spread`` (the larger of the two settings' stds over seeds), ``seeds`` (paired seeds),
-    ``wins`` (seeds where the gnn is ahead) and ``beats`` (``gap > spread``: ahead by more than
-    the seed spread).
+    ``wins`` (seeds where the gnn is ahead), ``ci_low``/``ci_high`` (95% percentile bootstrap
+    interval of the mean paired gap, seeds resampled: above 0 = ahead beyond the split-to-split
+    noise the pairing removes) and ``beats`` (``gap > spread``: ahead by more than the seed
+    spread).
     """
     keys = ["pe", "readout", "condition", "seed"]
     base = rows[rows.gnn == control].set_index(keys)["acc"]
@@ -161,6 +164,8 @@ def mlp_gaps(rows: pd.DataFrame, control: str = "mlp") -> pd.DataFrame:
     control_spread = spread.xs(control, level="gnn")
     out = paired.groupby(["pe", "readout", "condition", "gnn"]).agg(
         gap=("diff", "mean"), gap_std=("diff", "std"), seeds=("diff", "size"), wins=("diff", lambda d: int((d > 0).sum())))
+    intervals = paired.groupby(["pe", "readout", "condition", "gnn"])["diff"].apply(bootstrap_ci)
+    out["ci_low"], out["ci_high"] = intervals.str[0], intervals.str[1]
     out["spread"] = [max(spread[(p, r, g, c)], control_spread[(p, r, c)]) for p, r, c, g in out.index]
     out["beats"] = out["gap"] > out["spread"]
     return out

@@ -71,8 +71,11 @@ def test_mlp_gaps_pair_each_gnn_with_mlp_by_seed(tmp_path):
     assert image["gap"] == pytest.approx(0.03) and image["gap_std"] == pytest.approx(0.0, abs=1e-12)
     assert image["seeds"] == 2 and image["wins"] == 2
     assert image["spread"] == pytest.approx(np.std([0.93, 0.99, 0.5], ddof=1)) and not image["beats"]
+    assert image["ci_low"] == pytest.approx(0.03) and image["ci_high"] == pytest.approx(0.03)  # every seed +0.03
     rows = gaps.loc[("index", "query", "rows alone", "sage")]
     assert rows["gap"] == pytest.approx(0.0) and rows["wins"] == 0 and not rows["beats"]
     sage_image = gaps.loc[("index", "query", "image alone", "sage")]
     assert sage_image["wins"] == 1 and sage_image["gap"] == pytest.approx(0.0)
+    # paired gaps +0.01 and -0.01: the interval's ends are the two seeds' gaps, 0 inside
+    assert sage_image["ci_low"] == pytest.approx(-0.01) and sage_image["ci_high"] == pytest.approx(0.01)
     assert "mlp" not in gaps.index.get_level_values("gnn")
