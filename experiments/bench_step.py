@@ -33,8 +33,11 @@ first), with the same thread count; each process times ``--steps`` steps after `
 steps on ``--n-batches`` cycled batches and reports medians. Printed: per round the time
 ratios project / reference, of wall-clock time and of the process's CPU time (the latter
 less sensitive to a shared machine's load); over rounds their median and min-max; the
-forward / backward / optimiser split of ``step``; ``step_fused`` (the reference's ``step_fused``
-is its ``step`` run again); peak resident memory of each process; both parameter counts.
+forward / backward / optimiser split of ``step``; ``eval_branches`` (the eval pass's branches
+alone: the project's forward with ``fuse=False``, the reference's ``encode``, so that
+``eval - eval_branches`` is what padding, fusion and heads cost); ``step_fused`` (the
+reference's ``step_fused`` is its ``step`` run again); peak resident memory of each process;
+both parameter counts.
 """
 from __future__ import annotations
 
@@ -165,14 +168,20 @@ class ReferenceModel(nn.Module):
         self.gates = nn.ModuleDict({m: nn.Linear(hidden, 1) for m in dims})
         self.out_norm = nn.LayerNorm(hidden)
 
-    def forward(self, graphs):
-        tokens, pads, embeddings = {}, {}, {}
+    def encode(self, graphs):
+        """The branches alone: ``(node states per modality, normalised pooled embeddings)``."""
+        states, embeddings = {}, {}
         for m in self.names:
             g = graphs[m]
-            h = self.branches[m](g, g.ndata["x"])
-            g.ndata["h"] = h
+            states[m] = g.ndata["h"] = self.branches[m](g, g.ndata["x"])
             embeddings[m] = F.normalize(dgl.mean_nodes(g, "h"), dim=-1)
-            counts = g.batch_num_nodes()
+        return states, embeddings
+
+    def forward(self, graphs):
+        tokens, pads = {}, {}
+        states, embeddings = self.encode(graphs)
+        for m in self.names:
+            h, counts = states[m], graphs[m].batch_num_nodes()
             tokens[m] = self.in_norms[m](pad_sequence(torch.split(h, counts.tolist()), batch_first=True))
             pads[m] = torch.arange(tokens[m].shape[1]) >= counts[:, None]
         fused = 0
@@ -221,8 +230,9 @@ def reference_batches(graphs, rows_per_batch):
 
 # ----------------------------------------------------------------------------- one process
 def _setup(kind: str, args):
-    """``(model, loss_fn(batch, always_fuse) -> scalar, eval_fn(batch), optimiser, batches, params,
-    whether malloc keeps freed memory)``."""
+    """``(model, loss_fn(batch, always_fuse) -> scalar, eval_fn(batch), branches_fn(batch),
+    optimiser, batches, params, whether malloc keeps freed memory)``; ``branches_fn`` = the eval
+    pass's branches alone (no padding, fusion or heads)."""
     from mmgnn.data.batch import MultimodalCollator
     from mmgnn.models import count_parameters
     from mmgnn.train.allocator import keep_freed_memory
@@ -259,6 +269,12 @@ def _setup(kind: str, args):
 
         def eval_fn(batch):
             collect_outputs(model, [batch], torch.device("cpu"))
+
+        def branches_fn(batch):
+            model.eval()
+            with torch.no_grad():
+                model(batch, fuse=False)
+            model.train()
     else:
         model = ReferenceModel({m: d.dim for m, d in dataset.modalities.items()})
         objective = SymmetricInfoNCE()
@@ -274,14 +290,20 @@ def _setup(kind: str, args):
             with torch.no_grad():
                 model(batch)
             model.train()
-    return model, loss_fn, eval_fn, optimizer, batches, count_parameters(model), tuned
+
+        def branches_fn(batch):
+            model.eval()
+            with torch.no_grad():
+                model.encode(batch)
+            model.train()
+    return model, loss_fn, eval_fn, branches_fn, optimizer, batches, count_parameters(model), tuned
 
 
 def worker(kind: str, args) -> dict:
     """Time ``kind``'s train steps and eval passes in this process; medians in ms."""
     torch.set_num_threads(args.threads)
-    model, loss_fn, eval_fn, optimizer, batches, params, tuned = _setup(kind, args)
-    names = ("forward", "backward", "optimizer", "step", "eval", "step_fused")
+    model, loss_fn, eval_fn, branches_fn, optimizer, batches, params, tuned = _setup(kind, args)
+    names = ("forward", "backward", "optimizer", "step", "eval", "step_fused", "eval_branches")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
     model.train()
@@ -298,8 +320,10 @@ def worker(kind: str, args) -> dict:
             marks.append((time.perf_counter(), time.process_time()))
         eval_fn(batch)
         marks.append((time.perf_counter(), time.process_time()))
+        branches_fn(batch)
+        marks.append((time.perf_counter(), time.process_time()))
         if i >= args.warmup:
-            spans = [(0, 1), (1, 2), (2, 3), (0, 3), (6, 7), (3, 6)]
+            spans = [(0, 1), (1, 2), (2, 3), (0, 3), (6, 7), (3, 6), (7, 8)]
             for key, (a, b) in zip(names, spans):
                 wall[key].append(1e3 * (marks[b][0] - marks[a][0]))
                 cpu[key].append(1e3 * (marks[b][1] - marks[a][1]))
@@ -346,7 +370,7 @@ def summary(rounds: list[dict[str, dict]]) -> list[str]:
         ratios = [r["project"][key] / r["reference"][key] for r in rounds]
         return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
-    for phase in ("step", "forward", "backward", "optimizer", "eval", "step_fused"):
+    for phase in ("step", "forward", "backward", "optimizer", "eval", "eval_branches", "step_fused"):
         p = statistics.median(r["project"][phase] for r in rounds)
         q = statistics.median(r["reference"][phase] for r in rounds)
         lines.append(f"| {phase} | {p:.1f} | {q:.1f} | {spread(phase)} | {spread(phase + '_cpu')} |")

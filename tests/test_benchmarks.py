@@ -94,10 +94,10 @@ def test_step_benchmark_compares_project_and_reference_at_tiny_size():
     assert abs(params["project"] - params["reference"]) <= 0.05 * params["reference"]
     for r in results.values():
         assert all(r[k] > 0 and r[f"{k}_cpu"] >= 0
-                   for k in ("forward", "backward", "optimizer", "step", "eval", "step_fused"))
+                   for k in ("forward", "backward", "optimizer", "step", "eval", "step_fused", "eval_branches"))
     table = "\n".join(bench_step.summary([results]))
-    for phase in ("| step |", "| forward |", "| backward |", "| optimizer |", "| eval |", "| step_fused |",
-                  "| peak RSS MB |"):
+    for phase in ("| step |", "| forward |", "| backward |", "| optimizer |", "| eval |", "| eval_branches |",
+                  "| step_fused |", "| peak RSS MB |"):
         assert phase in table
 
 
