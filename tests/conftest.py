@@ -17,3 +17,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class Payload:
+    """Unpickling this would create a directory: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+@pytest.fixture
+def pickle_payload():
+    """``Payload(path)``: an object whose unpickling creates ``path`` (checkpoint safety tests)."""
+    return Payload

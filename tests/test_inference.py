@@ -79,25 +79,13 @@ def test_cli_writes_embeddings_and_rejects_other_modalities(trained, tmp_path):
         TrainedRun.load(tmp_path)
 
 
-class Payload:
-    """Unpickling this would create a directory: what a malicious checkpoint could do."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        import os
-
-        return os.mkdir, (self.path,)
-
-
-def test_a_checkpoint_with_pickled_objects_is_refused_not_unpickled(trained, tmp_path):
+def test_a_checkpoint_with_pickled_objects_is_refused_not_unpickled(trained, tmp_path, pickle_payload):
     run_dir = tmp_path / "run"
     shutil.copytree(trained / "run", run_dir)
     best = run_dir / "checkpoints" / "best.pt"
     state = torch.load(best, weights_only=True)  # what the run wrote is plain data
     marker = tmp_path / "payload_ran"
-    torch.save({**state, "model": Payload(marker)}, best)
+    torch.save({**state, "model": pickle_payload(marker)}, best)
     with pytest.raises(UnsafeCheckpointError, match=r"best\.pt is not a plain-tensor checkpoint"):
         TrainedRun.load(run_dir)
     with pytest.raises(SystemExit, match=r"mmgnn\.inference: .*best\.pt is not a plain-tensor"):

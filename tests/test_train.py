@@ -230,19 +230,7 @@ def test_history_has_loss_terms_lr_and_temperature_and_callbacks_get_it(data, tm
     assert result.history[-1]["lr"] < result.history[0]["lr"]
 
 
-class Payload:
-    """Unpickling this would create a directory: what a malicious checkpoint could do."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        import os
-
-        return os.mkdir, (self.path,)
-
-
-def test_checkpoints_are_plain_data_and_pickled_objects_are_refused(data, tmp_path):
+def test_checkpoints_are_plain_data_and_pickled_objects_are_refused(data, tmp_path, pickle_payload):
     trainer = make_trainer(data, tmp_path, [Stage("joint", 2)], stop_after_epoch=1)
     trainer.fit()
     last = tmp_path / "checkpoints" / "last.pt"
@@ -250,7 +238,7 @@ def test_checkpoints_are_plain_data_and_pickled_objects_are_refused(data, tmp_pa
     assert state["epoch"] == 0 and isinstance(state["rng"]["numpy"]["key"], torch.Tensor)
 
     marker = tmp_path / "payload_ran"
-    torch.save({**state, "extra": Payload(marker)}, last)
+    torch.save({**state, "extra": pickle_payload(marker)}, last)
     resumed = make_trainer(data, tmp_path, [Stage("joint", 2)])
     with pytest.raises(UnsafeCheckpointError, match="last.pt is not a plain-tensor checkpoint"):
         resumed.resume()
