@@ -35,7 +35,7 @@ ratios project / reference, of wall-clock time and of the process's CPU time (th
 less sensitive to a shared machine's load); over rounds their median and min-max; the
 forward / backward / optimiser split of ``step``; ``eval_branches`` (the eval pass's branches
 alone: the project's forward with ``fuse=False``, the reference's ``encode``, so that
-``eval - eval_branches`` is what padding, fusion and heads cost); ``step_fused`` (the
+``eval - eval_branches`` is what token padding and the fusion cost); ``step_fused`` (the
 reference's ``step_fused`` is its ``step`` run again); peak resident memory of each process;
 both parameter counts.
 """
@@ -232,7 +232,7 @@ def reference_batches(graphs, rows_per_batch):
 def _setup(kind: str, args):
     """``(model, loss_fn(batch, always_fuse) -> scalar, eval_fn(batch), branches_fn(batch),
     optimiser, batches, params, whether malloc keeps freed memory)``; ``branches_fn`` = the eval
-    pass's branches alone (no padding, fusion or heads)."""
+    pass's branches alone, up to the normalised embeddings (no padding, no fusion)."""
     from mmgnn.data.batch import MultimodalCollator
     from mmgnn.models import count_parameters
     from mmgnn.train.allocator import keep_freed_memory
