@@ -3,6 +3,7 @@ the positional synthetic variant: derivation, pairing, and what a linear control
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
@@ -20,16 +21,51 @@ def test_patches_are_2x2_blocks_on_a_4x4_grid():
     assert x[at].tolist() == [20, 21, 28, 29]  # rows 2-3, cols 4-5
 
 
-def test_partners_share_label_and_split_and_are_other_items():
-    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
-    split = np.array(["train"] * 6 + ["test"] * 2)
-    split[3] = "test"
-    partners = same_label_partners(labels, split, seed=5)
-    assert np.all(labels[partners] == labels) and np.all(split[partners] == split)
-    group_sizes = {(s, l): np.sum((split == s) & (labels == l)) for s, l in zip(split, labels)}
+def expected_partner_splits(labels: np.ndarray, split: np.ndarray, i: int) -> set[str]:
+    """The split rule of ``same_label_partners``: an item's own split when its (label, split)
+    group has another item, else the first of val, test, train with another item of its label."""
+    others = (labels == labels[i]) & (np.arange(labels.shape[0]) != i)
+    if np.any(others & (split == split[i])):
+        return {split[i]}
+    return {next(s for s in ("val", "test", "train") if np.any(others & (split == s)))}
+
+
+def check_partners(labels: np.ndarray, split: np.ndarray, partners: np.ndarray) -> None:
+    """No item is its own partner, partners share the label and follow the split rule, and
+    within a (label, split) group of >= 2 items the partners are a permutation of the group."""
+    assert np.all(partners != np.arange(labels.shape[0]))
+    assert np.all(labels[partners] == labels)
     for i, j in enumerate(partners):
-        assert j != i or group_sizes[(split[i], labels[i])] == 1
-    assert sorted(partners.tolist()) == list(range(8))  # a permutation within each group
+        assert split[j] in expected_partner_splits(labels, split, i)
+    for key in set(zip(labels.tolist(), split.tolist())):
+        group = np.flatnonzero((labels == key[0]) & (split == key[1]))
+        if group.shape[0] >= 2:
+            assert sorted(partners[group].tolist()) == group.tolist()
+
+
+def test_partners_share_label_and_split_and_are_other_items():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1])
+    split = np.array(["train"] * 3 + ["test", "train", "train", "test", "test", "val"])
+    partners = same_label_partners(labels, split, seed=5)
+    check_partners(labels, split, partners)
+    assert partners[7] in (0, 1, 2)  # alone in (0, test), no val item of label 0: train
+    assert partners[8] in (3, 6)  # alone in (1, val): a test item of label 1 first
+
+
+def test_small_digits_datasets_pair_no_item_with_itself():
+    """At ``n_items=40`` most (label, split) groups hold one item (4 images per digit, at least
+    one in val and one in test); each still gets another image of its digit."""
+    for seed in range(4):
+        data = load_digits_pairs(seed=seed, n_items=40)
+        partners = data.items["rows_source"].str[5:].astype(int).to_numpy()
+        check_partners(data.labels, np.asarray(data.split), partners)
+        images = load_digits().images[:40] / 16.0
+        assert np.allclose(data.modalities["rows"].x.reshape(40, 8, 8), images[partners])
+
+
+def test_a_digit_with_a_single_image_is_an_error():
+    with pytest.raises(ValueError, match="n_items=5: label [0-4] has a single item"):
+        load_digits_pairs(seed=0, n_items=5)
 
 
 def test_digits_dataset_is_the_real_images():

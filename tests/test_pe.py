@@ -53,17 +53,63 @@ TRIANGLE = (3, [(0, 1), (1, 2), (0, 2)])
 ODD = (5, [(0, 1), (1, 2), (2, 3), (1, 4)])
 
 
-def test_laplacian_of_a_4_node_path_is_the_cosine_basis():
-    # L = D - A of the path P4 has eigenvectors v_k(i) = cos(pi k (i + 1/2) / 4), k = 0..3.
+def test_laplacian_of_a_4_node_path_is_the_normalised_cosine_basis():
+    # L = I - D^-1/2 A D^-1/2 of the path P4 (degrees 1, 2, 2, 1): the random walk D^-1 A has
+    # eigenvectors cos(pi k i / 3) (eigenvalue cos(pi k / 3)), so L has eigenvectors
+    # sqrt(d_i) cos(pi k i / 3) with eigenvalues 1 - cos(pi k / 3) = 0, 1/2, 3/2, 2.
     pe = LaplacianEncoding(k=4).compute(graphs_of([PATH4]))
     i = torch.arange(4, dtype=torch.float64)
+    degree = torch.tensor([1.0, 2.0, 2.0, 1.0], dtype=torch.float64)
     for col, k in enumerate((1, 2, 3)):
-        expected = torch.cos(math.pi * k * (i + 0.5) / 4)
+        expected = degree.sqrt() * torch.cos(math.pi * k * i / 3)
         expected = expected / expected.norm()
         got = pe[:, col].double()
         sign = torch.sign(got @ expected)
         torch.testing.assert_close(got * sign, expected, atol=1e-6, rtol=0)
-    assert torch.all(pe[:, 3] == 0)  # only n - 1 = 3 non-trivial eigenvectors: padded
+    assert torch.all(pe[:, 3] == 0)  # only n - 1 = 3 nonzero eigenvalues: padded
+
+
+def normalised_laplacian_np(n: int, edges: list[tuple[int, int]]) -> np.ndarray:
+    """I - D^-1/2 A D^-1/2 by hand, with zero rows for isolated nodes (Chung 1997)."""
+    a = np.zeros((n, n))
+    for u, v in edges:
+        a[u, v] = a[v, u] = 1.0
+    degree = a.sum(1)
+    scale = np.where(degree > 0, 1 / np.sqrt(np.maximum(degree, 1)), 0.0)
+    return np.diag((degree > 0).astype(float)) - scale[:, None] * a * scale[None, :]
+
+
+# Two disjoint 3-node paths in one item, and a 3-node path plus an isolated node.
+TWO_PATHS = (6, [(0, 1), (1, 2), (3, 4), (4, 5)])
+PATH3_AND_ISOLATED = (4, [(0, 1), (1, 2)])
+PATH6 = (6, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)])
+
+
+@pytest.mark.parametrize(
+    "item, other, eigenvalues",
+    [
+        # P3 (degrees 1, 2, 1) has eigenvalues 0, 1, 2; two copies: 0, 0, 1, 1, 2, 2.
+        (TWO_PATHS, PATH6, [1.0, 1.0, 2.0, 2.0]),
+        # P3's 0, 1, 2 and the isolated node's 0 (its own component).
+        (PATH3_AND_ISOLATED, PATH4, [1.0, 2.0]),
+        # a path of 6 nodes is connected: 1 - cos(pi k / 5), k = 1..5.
+        (PATH6, TWO_PATHS, [1 - math.cos(math.pi * k / 5) for k in range(1, 6)]),
+    ],
+)
+def test_laplacian_skips_every_component_indicator(item, other, eigenvalues):
+    """Each connected component adds a zero eigenvalue whose eigenvector only marks the
+    component; none is kept, the kept columns are orthonormal eigenvectors of the normalised
+    Laplacian with the hand-computed nonzero eigenvalues, and the rest of the k columns are
+    padding. The item is batched after ``other``, of its size and with a different number of
+    components, so the components are counted per item."""
+    k = 6
+    pe = LaplacianEncoding(k=k).compute(graphs_of([other, item]))[other[0]:]
+    kept, padding = pe[:, : len(eigenvalues)].double().numpy(), pe[:, len(eigenvalues):]
+    assert torch.all(padding == 0) and padding.shape[1] == k - len(eigenvalues)
+    laplacian = normalised_laplacian_np(*item)
+    np.testing.assert_allclose(laplacian @ kept, kept * np.array(eigenvalues), atol=1e-5)
+    np.testing.assert_allclose(kept.T @ kept, np.eye(len(eigenvalues)), atol=1e-5)
+    assert np.all(np.linalg.norm(laplacian @ kept, axis=0) > 0.1)  # none in the null space
 
 
 def test_rwse_of_a_triangle():

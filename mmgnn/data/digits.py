@@ -8,8 +8,11 @@ modalities, both real handwriting of the item's digit:
            ``pos = (row, col)`` of the patch on the 4x4 grid.
 ``rows``   a *different* image of the same digit, read top to bottom as a sequence of 8 rows
            (``d = 8``, pixel values / 16), ``pos = row index``. The partner image is drawn
-           by ``seed`` among the other items of the same label and the same split (so no
-           test item's rows are a training image, and no item is its own partner).
+           by ``seed`` among the other items of the same label and the same split, so no
+           test item's rows are a training image. Only an item alone in its (label, split)
+           group (a small ``n_items``) takes a partner of its label from another split:
+           val, else test, else train (:func:`same_label_partners`). No item is its own
+           partner; a label with a single item is an error.
 
 The two modalities share the label, not the sample, so the dataset is meant for
 ``data.pairing=label`` (only same-label items correspond). Splits are stratified by label.
@@ -44,24 +47,62 @@ def image_rows(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(n * SIDE, SIDE).astype(np.float32), pos.astype(np.float32)
 
 
-def same_label_partners(labels: np.ndarray, split: np.ndarray, seed: int) -> np.ndarray:
-    """int64 ``[n]``: for each item, another item of the same (split, label) group.
+FALLBACK_SPLITS = ("val", "test", "train")
+"""Where an item alone in its (label, split) group looks for a partner, in order."""
 
-    Each group is shuffled and every item takes the next one in that order (cyclically), so
-    partners are a random permutation without fixed points within every group of >= 2 items.
+
+def same_label_partners(labels: np.ndarray, split: np.ndarray, seed: int) -> np.ndarray:
+    """int64 ``[n]``: for each item, another item of the same label, never the item itself.
+
+    Within every (label, split) group of >= 2 items, the group is shuffled by ``seed`` and
+    each item takes the next one in that order (cyclically): a permutation of the group
+    without fixed points, so partners share the split. An item alone in its group takes a
+    partner drawn by ``seed`` among the other items of its label in the first split of
+    :data:`FALLBACK_SPLITS` (val, test, train) that has one: a held-out item keeps a held-out
+    partner when its label has another held-out item, and a training item alone in train
+    shows a val image before a test one.
+
+    Args:
+        labels: int ``[n]`` class per item.
+        split: ``[n]`` ``"train"`` / ``"val"`` / ``"test"`` per item.
+        seed: seed of the shuffles and draws.
+    Raises:
+        ValueError: a label with a single item (naming the label), which has no partner.
     """
     rng = np.random.default_rng([seed, 0xD161])
-    split_code = np.unique(np.asarray(split), return_inverse=True)[1].reshape(-1)
+    split = np.asarray(split)
+    partners, alone = _partners_within_groups(labels, split, rng)
+    for item in np.flatnonzero(alone):
+        partners[item] = _partner_from_other_splits(item, labels, split, rng)
+    return partners
+
+
+def _partners_within_groups(labels: np.ndarray, split: np.ndarray, rng: np.random.Generator):
+    """(partners int64 ``[n]``, alone bool ``[n]``): the next item of each item's shuffled
+    (label, split) group, cyclically; ``alone`` marks groups of one (there the item itself)."""
+    split_code = np.unique(split, return_inverse=True)[1].reshape(-1)
     order = np.lexsort((rng.random(labels.shape[0]), labels, split_code))
     key = (split_code * (labels.max() + 1) + labels)[order]
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    size = np.diff(np.r_[start, key.shape[0]])
-    group_start = np.repeat(start, size)
-    rank = np.arange(key.shape[0]) - group_start
-    nxt = group_start + (rank + 1) % np.repeat(size, size)
-    partners = np.empty_like(order)
-    partners[order] = order[nxt]
-    return partners.astype(np.int64)
+    sizes = np.diff(np.r_[start, key.shape[0]])
+    group_start, size = np.repeat(start, sizes), np.repeat(sizes, sizes)
+    nxt = group_start + (np.arange(key.shape[0]) - group_start + 1) % size
+    partners, alone = np.empty_like(order), np.empty(order.shape[0], dtype=bool)
+    partners[order], alone[order] = order[nxt], size == 1
+    return partners.astype(np.int64), alone
+
+
+def _partner_from_other_splits(
+    item: int, labels: np.ndarray, split: np.ndarray, rng: np.random.Generator
+) -> int:
+    """A random other item of ``item``'s label from the first split of :data:`FALLBACK_SPLITS`
+    that has one."""
+    for where in FALLBACK_SPLITS:
+        candidates = np.flatnonzero((labels == labels[item]) & (split == where))
+        candidates = candidates[candidates != item]
+        if candidates.size:
+            return int(rng.choice(candidates))
+    raise ValueError(f"label {labels[item]} has a single item, so no other item of its label to pair with")
 
 
 def load_digits_pairs(
@@ -83,7 +124,10 @@ def load_digits_pairs(
     labels = digits.target[:n_items].astype(np.int64)
     n = labels.shape[0]
     split = stratified_split(labels, None, split_fractions, seed)
-    partners = same_label_partners(labels, split, seed)
+    try:
+        partners = same_label_partners(labels, split, seed)
+    except ValueError as error:
+        raise ValueError(f"data=digits with n_items={n_items}: {error}; raise n_items") from None
     x_img, pos_img = image_patches(images)
     x_rows, pos_rows = image_rows(images[partners])
     cells = (SIDE // PATCH) ** 2

@@ -7,9 +7,11 @@ config choice per dataset. One class per option:
 ``none``        :class:`NoEncoding`, nothing (every node of a chain looks alike to the branch).
 ``sinusoidal``  :class:`SinusoidalEncoding`, Transformer sin/cos features of ``pos``
                 (Vaswani et al. 2017), any number of position columns.
-``laplacian``   :class:`LaplacianEncoding`, LapPE: the ``k`` smallest non-trivial eigenvectors
-                of each item's graph Laplacian ``L = D - A`` (Dwivedi et al. 2020; GraphGPS),
-                sign-flipped at random per item and eigenvector while training (in the model).
+``laplacian``   :class:`LaplacianEncoding`, LapPE: the eigenvectors of the ``k`` smallest
+                nonzero eigenvalues of each item's normalised Laplacian
+                ``L = I - D^-1/2 A D^-1/2`` (Dwivedi et al. 2020; GraphGPS), skipping the
+                null space (one eigenvector per connected component), sign-flipped at random
+                per item and eigenvector while training (in the model).
 ``rwse``        :class:`RandomWalkEncoding`, RWSE: the return probabilities ``(P^t)_ii`` of a
                 random walk ``P = D^-1 A`` for ``t = 1..steps`` (Dwivedi et al., ICLR 2022).
 ``index``       :class:`IndexEncoding`, a node's index within its item, which the model turns
@@ -25,7 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from mmgnn.data.graphs import ModalityGraphs
 
@@ -114,15 +119,48 @@ def _items_by_size(graphs: ModalityGraphs):
         yield n, items, adjacency, rows
 
 
+def normalised_laplacian(adjacency: torch.Tensor) -> torch.Tensor:
+    """float64 ``[n_items, n, n]``: ``L = I - D^-1/2 A D^-1/2`` of each stacked adjacency.
+
+    Chung's definition (Spectral Graph Theory, 1997): an isolated node (degree 0) gets an
+    all-zero row and column (``L_ii = 0``, no division by its degree), so it adds one zero
+    eigenvalue like any other connected component. The eigenvalues lie in ``[0, 2]``.
+    """
+    degree = adjacency.sum(2)
+    connected = degree > 0
+    scale = degree.clamp(min=1.0).rsqrt() * connected  # D^-1/2, 0 for isolated nodes
+    normalised_adjacency = scale[:, :, None] * adjacency * scale[:, None, :]
+    return torch.diag_embed(connected.to(adjacency.dtype)) - normalised_adjacency
+
+
+def component_counts(adjacency: torch.Tensor) -> torch.Tensor:
+    """int64 ``[n_items]``: connected components of each stacked graph ``[n_items, n, n]``
+    (an isolated node is one), i.e. the multiplicity of the Laplacian's eigenvalue 0.
+
+    Counted exactly on the block-diagonal union (scipy), where a tolerance on the eigenvalues
+    would have to sit between rounding error and the smallest nonzero eigenvalue, which falls
+    with size (about ``pi^2 / (2 n^2)`` for a path of ``n`` nodes)."""
+    items, n = adjacency.shape[:2]
+    item, i, j = (t.numpy() for t in torch.nonzero(adjacency, as_tuple=True))
+    union = coo_matrix((np.ones(item.shape[0]), (item * n + i, item * n + j)), shape=(items * n, items * n))
+    _, component = connected_components(union, directed=False)
+    first_node = np.unique(component, return_index=True)[1]
+    return torch.as_tensor(np.bincount(first_node // n, minlength=items), dtype=torch.int64)
+
+
 @dataclass(frozen=True)
 class LaplacianEncoding:
-    """LapPE: eigenvectors of each item's combinatorial Laplacian ``L = D - A``.
+    """LapPE (Dwivedi et al. 2020, "Benchmarking Graph Neural Networks"): eigenvectors of each
+    item's normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` (:func:`normalised_laplacian`).
 
-    Per item, the eigenvectors of the ``k`` smallest eigenvalues after the first (the constant
-    vector of a connected graph), unit norm; items with ``n <= k`` nodes have ``n - 1`` of them
-    and are zero-padded to ``k`` columns. An eigenvector's sign is arbitrary, so the model flips
-    signs at random per item while training (Dwivedi et al. 2020). One ``torch.linalg.eigh`` per
-    distinct node count on the stacked ``[n_items, n, n]`` Laplacians.
+    An item with ``c`` connected components has ``c`` zero eigenvalues, whose eigenvectors
+    only say which component a node is in; they are all skipped (:func:`component_counts`).
+    Each node gets its entries of the unit-norm eigenvectors of the next ``k`` eigenvalues in
+    ascending order, i.e. the ``k`` smallest nonzero ones counted with multiplicity; an item
+    with fewer than ``k`` of them (``n - c < k``) is zero-padded to ``k`` columns. An
+    eigenvector's sign (and, for a repeated eigenvalue, the basis of its eigenspace) is
+    arbitrary, so the model flips signs at random per item while training. One
+    ``torch.linalg.eigh`` per distinct node count on the stacked ``[n_items, n, n]`` Laplacians.
 
     Output: float32 ``[N, k]``.
     """
@@ -138,12 +176,11 @@ class LaplacianEncoding:
     def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
         out = torch.zeros(int(graphs.ptr[-1]), self.k, dtype=torch.float32)
         for n, _, adjacency, rows in _items_by_size(graphs):
-            if n == 1:
-                continue  # a single node has no non-trivial eigenvector: all padding
-            laplacian = torch.diag_embed(adjacency.sum(2)) - adjacency
-            _, vectors = torch.linalg.eigh(laplacian)  # ascending eigenvalues
-            kept = vectors[:, :, 1 : self.k + 1]  # [items, n, min(k, n - 1)]
-            out[rows, : kept.shape[2]] = kept.reshape(rows.shape[0], -1).to(torch.float32)
+            _, vectors = torch.linalg.eigh(normalised_laplacian(adjacency))  # ascending eigenvalues
+            column = component_counts(adjacency)[:, None] + torch.arange(self.k)  # [items, k]
+            kept = vectors.gather(2, column.clamp(max=n - 1)[:, None, :].expand(-1, n, -1))
+            kept = kept * (column < n)[:, None, :]  # padding past the last eigenvector
+            out[rows] = kept.reshape(rows.shape[0], self.k).to(torch.float32)
         return out
 
 
