@@ -9,13 +9,15 @@ Three commands:
         3 warm-up steps; collation not timed), against ``pe=none`` in the same run.
     python -m experiments.bench_pe control [--data digits] [--seeds 0 1 2]
         the control: logistic regression on each modality's nodes kept in order and
-        flattened (z-scored with train statistics, sklearn, C=1), test accuracy per seed.
+        flattened (z-scored with train statistics, sklearn, C=1), test accuracy per data seed
+        (``data.seed``: the split; the regression itself draws nothing).
     python -m experiments.bench_pe table SWEEP_DIR
         the ``+experiment=ablate_pe`` table from a multirun folder: per (pe, readout, gnn), the
         test fused accuracy with every modality and with each modality alone
         (``missing/<all others>/fused/acc``), mean +- std over seeds; then each
-        message-passing gnn against ``gnn=mlp``, paired by seed (gap, its std, wins, its 95%
-        bootstrap interval, and whether the gap exceeds the seed spread).
+        message-passing gnn against ``gnn=mlp``, paired on (``data.seed``, ``seed``) (gap, its
+        std, wins, its 95% Student-t interval over the pairs, and whether the gap exceeds the
+        seed spread).
     python -m experiments.bench_pe alone RUN_DIR [RUN_DIR ...] [--split val]
         fused accuracy of finished runs (best checkpoint) on a split with every modality and
         with each modality alone: choosing settings on ``val``, never on ``test``.
@@ -36,7 +38,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from experiments.bench_models import machine_info, time_steps
-from mmgnn.analysis.stats import bootstrap_ci
+from mmgnn.analysis.stats import t_interval
 from mmgnn.config import CONF_DIR, group_options, register_configs
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.pe import clear_pe_cache, compute_encoding
@@ -101,13 +103,16 @@ def cost_table(data_option: str, repeats: int, steps: int) -> pd.DataFrame:
 
 
 def control_table(data_option: str, seeds: list[int]) -> pd.DataFrame:
+    """:func:`ordered_logreg` per modality over the data seeds ``seeds`` (``data.seed``):
+    mean, std and count of the test accuracy, one row per modality."""
     from hydra.utils import instantiate
 
     rows = []
     for seed in seeds:
-        cfg = compose_cfg([f"data={data_option}", f"seed={seed}", "tracking.enabled=false"])
+        cfg = compose_cfg([f"data={data_option}", f"data.seed={seed}", "tracking.enabled=false"])
         dataset = instantiate(cfg.data.loader)
-        rows += [{"modality": m, "seed": seed, "acc": ordered_logreg(dataset, m)} for m in dataset.modality_names]
+        rows += [{"modality": m, "data.seed": seed, "acc": ordered_logreg(dataset, m)}
+                 for m in dataset.modality_names]
     table = pd.DataFrame(rows).groupby("modality")["acc"].agg(["mean", "std", "count"])
     return table
 
@@ -126,13 +131,15 @@ def alone_accuracies(metrics: dict[str, float]) -> dict[str, float]:
 
 def sweep_rows(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per (job, condition) of a multirun folder: ``pe``, ``readout``, ``gnn`` (the
-    job's group choices), ``seed``, ``condition`` (``all``, ``<m> alone``) and ``acc`` (test
-    fused accuracy)."""
+    job's group choices), ``data.seed`` (the data's seed; a config from before ``data.seed``
+    existed seeded its data with ``seed``), ``seed`` (the model's), ``condition`` (``all``,
+    ``<m> alone``) and ``acc`` (test fused accuracy)."""
     rows = []
     for metrics_file in sorted(Path(sweep_dir).glob("*/test_metrics.json")):
         cfg = OmegaConf.load(metrics_file.parent / ".hydra" / "config.yaml")
         choices = OmegaConf.load(metrics_file.parent / ".hydra" / "hydra.yaml").hydra.runtime.choices
-        setting = {"pe": choices.pe, "readout": cfg.model.readout, "gnn": choices.gnn, "seed": cfg.seed}
+        setting = {"pe": choices.pe, "readout": cfg.model.readout, "gnn": choices.gnn,
+                   "data.seed": OmegaConf.select(cfg, "data.seed", default=cfg.seed), "seed": cfg.seed}
         metrics = json.loads(metrics_file.read_text())["metrics"]
         rows += [{**setting, "condition": c, "acc": v} for c, v in alone_accuracies(metrics).items()]
     if not rows:
@@ -148,27 +155,36 @@ def sweep_table(rows: pd.DataFrame) -> pd.DataFrame:
 def mlp_gaps(rows: pd.DataFrame, control: str = "mlp") -> pd.DataFrame:
     """Each message-passing gnn against ``gnn=mlp`` per (pe, readout, condition).
 
-    The same seed gives both the same split and partner draw, so the gap is paired per seed.
-    Columns: ``gap`` (mean over seeds of gnn - mlp) and ``gap_std`` (its std over seeds),
-    ``spread`` (the larger of the two settings' stds over seeds), ``seeds`` (paired seeds),
-    ``wins`` (seeds where the gnn is ahead), ``ci_low``/``ci_high`` (95% percentile bootstrap
-    interval of the mean paired gap, seeds resampled: above 0 = ahead beyond the split-to-split
-    noise the pairing removes) and ``beats`` (``gap > spread``: ahead by more than the seed
-    spread).
+    A pair is the gnn's and mlp's runs with the same ``data.seed`` (the same split, synthesis
+    and partner draw) and the same ``seed`` (model initialisation and batches); runs differing
+    in either are never paired. Columns: ``gap`` (mean over pairs of gnn - mlp) and ``gap_std``
+    (its std over pairs), ``spread`` (the larger of the two settings' stds over seeds),
+    ``pairs``, ``wins`` (pairs where the gnn is ahead), ``ci_low``/``ci_high`` (95% Student-t
+    interval of the mean paired gap over the pairs, :func:`t_interval`: above 0 = ahead beyond
+    the seed-to-seed noise the pairing leaves; NaN from one pair) and ``beats``
+    (``gap > spread``: ahead by more than the seed spread).
     """
-    keys = ["pe", "readout", "condition", "seed"]
+    keys = ["pe", "readout", "condition", "data.seed", "seed"]
     base = rows[rows.gnn == control].set_index(keys)["acc"]
     paired = rows[rows.gnn != control].join(base.rename("control"), on=keys, how="inner")
     paired["diff"] = paired["acc"] - paired["control"]
     spread = rows.groupby(["pe", "readout", "gnn", "condition"])["acc"].std()
     control_spread = spread.xs(control, level="gnn")
     out = paired.groupby(["pe", "readout", "condition", "gnn"]).agg(
-        gap=("diff", "mean"), gap_std=("diff", "std"), seeds=("diff", "size"), wins=("diff", lambda d: int((d > 0).sum())))
-    intervals = paired.groupby(["pe", "readout", "condition", "gnn"])["diff"].apply(bootstrap_ci)
+        gap=("diff", "mean"), gap_std=("diff", "std"), pairs=("diff", "size"), wins=("diff", lambda d: int((d > 0).sum())))
+    intervals = paired.groupby(["pe", "readout", "condition", "gnn"])["diff"].apply(t_interval)
     out["ci_low"], out["ci_high"] = intervals.str[0], intervals.str[1]
     out["spread"] = [max(spread[(p, r, g, c)], control_spread[(p, r, c)]) for p, r, c, g in out.index]
     out["beats"] = out["gap"] > out["spread"]
     return out
+
+
+def format_gaps(gaps: pd.DataFrame) -> str:
+    """:func:`mlp_gaps` as printed text: a caption naming the pairing and the interval, then
+    the table (signed numbers, 3 decimals)."""
+    caption = ("message passing against gnn=mlp, paired on (data.seed, seed); "
+               "ci_low..ci_high: 95% Student-t interval of the mean gap over the pairs:")
+    return f"{caption}\n{gaps.to_string(float_format=lambda v: f'{v:+.3f}')}"
 
 
 def format_sweep_table(stats: pd.DataFrame) -> pd.DataFrame:
@@ -229,8 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = sweep_rows(args.sweep_dir)
         print(format_sweep_table(sweep_table(rows)).to_string())
         if (rows.gnn == "mlp").any() and (rows.gnn != "mlp").any():
-            print("\nmessage passing against gnn=mlp (paired by seed):")
-            print(mlp_gaps(rows).to_string(float_format=lambda v: f"{v:+.3f}"))
+            print("\n" + format_gaps(mlp_gaps(rows)))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@
 Which runs: the sweep's children, the earlier FINISHED runs it reused, and the jobs that failed
 before their MLflow run existed (:func:`mmgnn.analysis.load_runs`). ``--experiment`` alone
 takes the sweep whose parent started last. The factors are the override keys whose values
-vary across the sweep's runs, ``seed`` excepted (the replicate). Only FINISHED runs enter the
-statistics; every other run is counted and named. A metric a run did not log to MLflow is read
-from its ``metrics.csv`` artifact.
+vary across the sweep's runs, ``data.seed`` and ``seed`` excepted (the replicate keys: runs are
+paired only when equal in both). Intervals are 95% Student-t intervals over seeds or pairs
+(:func:`mmgnn.analysis.stats.t_interval`). Only FINISHED runs enter the statistics; every
+other run is counted and named. A metric a run did not log to MLflow is read from its
+``metrics.csv`` artifact.
 
 Written into ``<sweep dir>/report/`` (``--out`` overrides) and, unless ``--no-log``, logged to
 the parent run under ``report/``, whose description becomes the ablation table (the files:
@@ -26,7 +28,6 @@ from mlflow.tracking import MlflowClient
 
 from mmgnn.analysis.report import DEFAULT_METRICS, Report, report_sweep
 from mmgnn.analysis.runs import FINISHED, ReportError, get_parent, latest_sweep
-from mmgnn.analysis.stats import N_BOOT
 from mmgnn.tracking.store import default_tracking_uri, retry_locked
 
 
@@ -56,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {','.join(DEFAULT_METRICS)}, those logged)")
     parser.add_argument("--baseline", action="append", metavar="FACTOR=LEVEL",
                         help="a factor's baseline level (repeat or comma-separate)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples")
     parser.add_argument("--no-log", action="store_true",
                         help="do not log the report as artifacts of the parent run")
     return parser
@@ -90,8 +89,7 @@ def _run(args: argparse.Namespace) -> Report:
                           f"not {args.experiment!r}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     report = report_sweep(client, parent_id, out=args.out, metrics=metrics,
-                          baselines=parse_baselines(args.baseline), seed=args.seed,
-                          n_boot=args.n_boot, log=not args.no_log)
+                          baselines=parse_baselines(args.baseline), log=not args.no_log)
     print(report.path)
     print(report.ablation_md)
     status = report.runs["status"] if report.runs is not None else None

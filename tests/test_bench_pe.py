@@ -1,6 +1,6 @@
 """experiments.bench_pe's study table: reading a multirun folder into per-setting statistics of
 the fused accuracy with every modality and with each modality alone, and message passing
-against gnn=mlp paired by seed."""
+against gnn=mlp paired on (data.seed, seed)."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,25 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from experiments.bench_pe import alone_accuracies, format_sweep_table, mlp_gaps, sweep_rows, sweep_table
+from experiments.bench_pe import (
+    alone_accuracies,
+    format_gaps,
+    format_sweep_table,
+    mlp_gaps,
+    sweep_rows,
+    sweep_table,
+)
 
 
-def write_job(folder, pe: str, gnn: str, seed: int, fused: float, image_alone: float, rows_alone: float):
+def write_job(folder, pe: str, gnn: str, seed: int, fused: float, image_alone: float, rows_alone: float,
+              data_seed: int | None = None):
     """A finished job as Hydra and run_job leave it: .hydra/config.yaml, .hydra/hydra.yaml (the
-    group choices) and test_metrics.json."""
+    group choices) and test_metrics.json. ``data_seed`` None: a config from before
+    ``data.seed`` existed (its data seeded by ``seed``)."""
     (folder / ".hydra").mkdir(parents=True)
     cfg = {"pe": {"default": {"kind": pe}}, "model": {"readout": "query"}, "seed": seed}
+    if data_seed is not None:
+        cfg["data"] = {"seed": data_seed}
     OmegaConf.save(OmegaConf.create(cfg), folder / ".hydra" / "config.yaml")
     choices = {"hydra": {"runtime": {"choices": {"pe": pe, "gnn": gnn}}}}
     OmegaConf.save(OmegaConf.create(choices), folder / ".hydra" / "hydra.yaml")
@@ -69,13 +80,35 @@ def test_mlp_gaps_pair_each_gnn_with_mlp_by_seed(tmp_path):
     gaps = mlp_gaps(sweep_rows(tmp_path))
     image = gaps.loc[("index", "query", "image alone", "gat")]
     assert image["gap"] == pytest.approx(0.03) and image["gap_std"] == pytest.approx(0.0, abs=1e-12)
-    assert image["seeds"] == 2 and image["wins"] == 2
+    assert image["pairs"] == 2 and image["wins"] == 2
     assert image["spread"] == pytest.approx(np.std([0.93, 0.99, 0.5], ddof=1)) and not image["beats"]
     assert image["ci_low"] == pytest.approx(0.03) and image["ci_high"] == pytest.approx(0.03)  # every seed +0.03
     rows = gaps.loc[("index", "query", "rows alone", "sage")]
     assert rows["gap"] == pytest.approx(0.0) and rows["wins"] == 0 and not rows["beats"]
     sage_image = gaps.loc[("index", "query", "image alone", "sage")]
     assert sage_image["wins"] == 1 and sage_image["gap"] == pytest.approx(0.0)
-    # paired gaps +0.01 and -0.01: the interval's ends are the two seeds' gaps, 0 inside
-    assert sage_image["ci_low"] == pytest.approx(-0.01) and sage_image["ci_high"] == pytest.approx(0.01)
+    # paired gaps +0.01 and -0.01: sd 0.014142, se 0.01, 95% t-interval 0 ± t(0.975, 1) 12.7062 * 0.01
+    assert sage_image["ci_low"] == pytest.approx(-0.127062, abs=1e-6)
+    assert sage_image["ci_high"] == pytest.approx(0.127062, abs=1e-6)
     assert "mlp" not in gaps.index.get_level_values("gnn")
+    text = format_gaps(gaps)
+    assert text.startswith("message passing against gnn=mlp, paired on (data.seed, seed); "
+                           "ci_low..ci_high: 95% Student-t interval of the mean gap over the pairs:")
+    assert "+0.030" in text and "-0.127" in text
+
+
+def test_mlp_gaps_pair_on_data_seed_and_seed(tmp_path):
+    """Runs with the same seed but another data seed (another split) are never paired: gat and
+    mlp share (data.seed, seed) only at (0, 0) (+0.05) and (1, 1) (+0.10)."""
+    for i, (gnn, data_seed, seed, image) in enumerate([
+        ("gat", 0, 0, 0.95), ("mlp", 0, 0, 0.90), ("gat", 1, 1, 0.70), ("mlp", 1, 1, 0.60),
+        ("mlp", 1, 0, 0.50), ("gat", 0, 1, 0.99),  # seed shared with a run above, data.seed not
+    ]):
+        write_job(tmp_path / str(i), "index", gnn, seed, 1.0, image, 0.5, data_seed=data_seed)
+    rows = sweep_rows(tmp_path)
+    assert sorted(set(zip(rows["data.seed"], rows["seed"]))) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    image = mlp_gaps(rows).loc[("index", "query", "image alone", "gat")]
+    # diffs 0.05, 0.10: mean 0.075, sd 0.035355, se 0.025, half-width 12.7062 * 0.025 = 0.317655
+    assert image["pairs"] == 2 and image["wins"] == 2 and image["gap"] == pytest.approx(0.075)
+    assert image["ci_low"] == pytest.approx(0.075 - 0.317655, abs=1e-6)
+    assert image["ci_high"] == pytest.approx(0.075 + 0.317655, abs=1e-6)

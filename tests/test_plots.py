@@ -31,7 +31,7 @@ def test_sweep_plots_write_pngs(tmp_path):
                          "seed": ["0"] * 3 + ["1"] * 3,
                          "metrics.test/fused/acc": [0.3, 0.4, 0.9, 0.35, 0.3, 0.95]})
     ranks = stats.group_ranks(runs, ["fusion"], "fusion", "test/fused/acc")
-    effects = stats.effects_table(runs, ["fusion"], "test/fused/acc", {"fusion": "concat"}, n_boot=50)
+    effects = stats.effects_table(runs, ["fusion"], "test/fused/acc", {"fusion": "concat"})
     paths = [
         plots.plot_ranks(ranks, "fusion", ["concat", "gated", "xattn"], "test/fused/acc",
                          tmp_path / "ranks.png"),
@@ -40,3 +40,18 @@ def test_sweep_plots_write_pngs(tmp_path):
     for path in paths:
         data = path.read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
+
+
+def test_effect_plot_titles_name_the_interval(tmp_path, monkeypatch):
+    """Both panels of the effects plot say which interval their error bars are; a level with
+    one run (no interval) still plots."""
+    runs = pd.DataFrame({"status": "FINISHED", "fusion": ["concat", "gated"] * 2 + ["xattn"],
+                         "seed": ["0", "0", "1", "1", "0"],
+                         "metrics.test/fused/acc": [0.3, 0.4, 0.35, 0.5, 0.9]})
+    effects = stats.effects_table(runs, ["fusion"], "test/fused/acc", {"fusion": "concat"})
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figures.append(fig) or path)
+    plots.plot_effects(effects, "fusion", "test/fused/acc", tmp_path / "effects.png")
+    titles = [ax.get_title() for ax in figures[0].axes]
+    assert titles == ["fusion: marginal mean,\n95% t-interval over runs",
+                      "paired difference vs concat,\n95% t-interval over pairs"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
@@ -201,7 +200,7 @@ def test_rank_view_by_hand(runs):
 
 def test_marginal_effects_and_paired_differences(store, runs):
     expected = store["expected"]
-    effects = rp.marginal_effects(runs, ["skip", "fusion"], RECALL, seed=0).set_index(["factor", "level"])
+    effects = rp.marginal_effects(runs, ["skip", "fusion"], RECALL).set_index(["factor", "level"])
     for factor in ("skip", "fusion"):
         for level, values in expected.groupby(factor)[RECALL]:
             row = effects.loc[(factor, level)]
@@ -209,12 +208,10 @@ def test_marginal_effects_and_paired_differences(store, runs):
             assert row["mean"] == pytest.approx(values.mean())
             assert row["ci_low"] <= row["mean"] <= row["ci_high"]
             assert row["ci_low"] < row["ci_high"]  # the values differ
-    again = rp.marginal_effects(runs, ["skip", "fusion"], RECALL, seed=0)
-    assert np.allclose(again["ci_low"], effects["ci_low"].to_numpy())  # fixed seed
 
     baselines = rp.choose_baselines(runs, ["skip", "fusion"])
     assert baselines == {"skip": "none", "fusion": "concat"}
-    diffs = rp.paired_differences(runs, ["skip", "fusion"], RECALL, baselines, seed=0).set_index("factor")
+    diffs = rp.paired_differences(runs, ["skip", "fusion"], RECALL, baselines).set_index("factor")
     # every pair differs by exactly the additive effect: the interval is degenerate
     assert diffs.loc["skip", "level"] == "sum" and diffs.loc["skip", "pairs"] == 5
     assert diffs.loc["skip", "diff"] == pytest.approx(0.1)
@@ -231,11 +228,15 @@ def test_marginal_effects_and_paired_differences(store, runs):
     assert acc.loc["skip", "pairs"] == len(direct) == 5
     assert acc.loc["skip", "diff"] == pytest.approx(direct.mean())
     assert acc.loc["skip", "diff_ci_low"] <= direct.mean() <= acc.loc["skip", "diff_ci_high"]
+    # by hand: diffs 0.02, 0, -0.05, 0.03, 0.08; mean 0.016, sd 0.047223, se 0.021119,
+    # 95% t-interval 0.016 ± t(0.975, 4) 2.77645 * 0.021119 = 0.016 ± 0.058635
+    assert acc.loc["skip", "diff_ci_low"] == pytest.approx(0.016 - 0.058635, abs=1e-6)
+    assert acc.loc["skip", "diff_ci_high"] == pytest.approx(0.016 + 0.058635, abs=1e-6)
 
 
-def test_bootstrap_and_markdown_helpers():
-    assert rp.bootstrap_ci([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))
-    assert all(math.isnan(v) for v in rp.bootstrap_ci([]))
+def test_interval_and_markdown_helpers():
+    assert rp.t_interval([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))
+    assert all(math.isnan(v) for v in rp.t_interval([]))
     table = rp.markdown_table(pd.DataFrame({"a": ["x|y"], "b": [0.123456]}))
     assert table.splitlines() == ["| a | b |", "|---|---:|", "| x\\|y | 0.1235 |"]
     assert rp.higher_is_better(RECALL) and not rp.higher_is_better("test/retrieval/medr")
@@ -262,6 +263,10 @@ def test_cli_latest_sweep_report_and_artifacts(store, capsys):
     assert "gat-sum-gated-hardneg-s2" in failed and "FAILED" in failed
     assert "skip=sum fusion=gated seed=2" in failed and "RuntimeError: CUDA out of memory" in failed
     assert "![ranks_skip](ranks_skip.png)" in text
+    assert "- replicates: seed (0, 1, 2)" in text  # no data.seed override: seed alone
+    assert "95% Student-t interval over those n runs" in text  # the caption names the method
+    effects_md = (out_dir / "effects.md").read_text()
+    assert "[95% t-interval over runs]" in effects_md and "[95% t-interval over pairs]" in effects_md
     csv = pd.read_csv(out_dir / "ablation.csv")
     assert csv[f"{RECALL}:n"].sum() == 11
     logged = {a.path for a in store["client"].list_artifacts(store["parent"], "report")}

@@ -5,7 +5,7 @@
   metrics a run did not log to MLflow read from its ``metrics.csv`` artifact;
 - :mod:`mmgnn.analysis.keys`: a metric key's frame column and direction (higher/lower better);
 - :mod:`mmgnn.analysis.stats`: ablation table, GraphGym's rank view, marginal effects and
-  paired differences with bootstrap intervals;
+  paired differences with 95% Student-t intervals over seeds and pairs;
 - :mod:`mmgnn.analysis.tables`: markdown tables;
 - :mod:`mmgnn.analysis.plots`: every PNG plot of the project (per run and per sweep);
 - :mod:`mmgnn.analysis.report`: :func:`write_report` and :func:`report_sweep`.
@@ -20,11 +20,11 @@ import importlib
 
 _HOMES = {
     "keys": ("higher_is_better", "metric_name"),
-    "runs": ("ReportError", "load_runs", "factors_of", "finished_runs", "parse_overrides",
-             "match_level", "runs_frame", "latest_sweep", "get_parent", "expected_jobs",
-             "unstarted_jobs", "read_metrics_csv", "fill_detail_metrics"),
+    "runs": ("REPLICATES", "ReportError", "load_runs", "factors_of", "finished_runs",
+             "parse_overrides", "match_level", "runs_frame", "latest_sweep", "get_parent",
+             "expected_jobs", "unstarted_jobs", "read_metrics_csv", "fill_detail_metrics"),
     "stats": ("ablation_table", "group_ranks", "rank_view", "marginal_effects",
-              "paired_differences", "effects_table", "choose_baselines", "bootstrap_ci",
+              "paired_differences", "effects_table", "choose_baselines", "t_interval",
               "level_order"),
     "tables": ("markdown_table", "ablation_markdown", "ranks_markdown", "effects_markdown",
                "failed_markdown", "fmt"),

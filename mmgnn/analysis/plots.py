@@ -137,7 +137,10 @@ def plot_factor_curves(points: pd.DataFrame, factor: str, panels: dict[str, str]
 
 
 def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:
-    """Bars of each level's marginal mean with its 95% CI; the paired differences beside them."""
+    """Bars of each level's marginal mean with its 95% t-interval over the level's runs; the
+    paired differences from the baseline with their 95% t-interval over the pairs beside them
+    (``effects``: :func:`mmgnn.analysis.stats.effects_table`; an interval without ends, from
+    fewer than two values, draws no bar)."""
     mine = effects[effects["factor"] == factor]
     fig = Figure(figsize=(3 + 1.6 * max(len(mine), 2), 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -149,7 +152,7 @@ def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) ->
     left.bar(x, mean, yerr=np.nan_to_num(err), capsize=4, color=colors)
     left.set_xticks(x, mine["level"])
     left.set_ylabel(f"{metric_name(metric)} {arrow(metric)}")
-    left.set_title(f"{factor}: marginal mean, 95% CI", fontsize=9)
+    left.set_title(f"{factor}: marginal mean,\n95% t-interval over runs", fontsize=9)
     diffs = mine[~mine["baseline"] & (mine["pairs"].fillna(0) > 0)]
     if diffs.empty:
         right.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=right.transAxes)
@@ -159,10 +162,10 @@ def plot_effects(effects: pd.DataFrame, factor: str, metric: str, path: Path) ->
         d = diffs["diff"].to_numpy(float)
         derr = np.clip(np.vstack([d - diffs["diff_ci_low"].to_numpy(float),
                                   diffs["diff_ci_high"].to_numpy(float) - d]), 0, None)
-        right.bar(xd, d, yerr=derr, capsize=4, color="tab:orange")
+        right.bar(xd, d, yerr=np.nan_to_num(derr), capsize=4, color="tab:orange")
         right.axhline(0, color="black", lw=0.8)
         right.set_xticks(xd, diffs["level"])
         base = mine.loc[mine["baseline"], "level"]
-        right.set_title(f"paired difference vs {base.iloc[0] if len(base) else 'baseline'}, 95% CI",
-                        fontsize=9)
+        right.set_title(f"paired difference vs {base.iloc[0] if len(base) else 'baseline'},\n"
+                        "95% t-interval over pairs", fontsize=9)
     return _save(fig, path, 120)

@@ -7,12 +7,13 @@ runs frame (:func:`mmgnn.analysis.runs.load_runs`):
 - ``ablation.csv|md``: one row per configuration of the factors, mean, std (ddof 1) and n over
   seeds of each metric, best first by the primary metric (the first of ``metrics``);
 - ``ranks.csv|md``, ``ranks_long.csv``, ``ranks_<factor>.png``: GraphGym's rank view (You, Ying
-  & Leskovec 2020): within each group of runs equal in every other factor and the seed, the
-  factor's levels ranked by the primary metric (1 = best), and each level's rank distribution;
+  & Leskovec 2020): within each group of runs equal in every other factor and the replicate
+  keys (``data.seed``, ``seed``), the factor's levels ranked by the primary metric (1 = best),
+  and each level's rank distribution;
 - ``effects.csv|md``, ``effects_<factor>.png``: each level's marginal mean (over the other
-  factors and seeds) with a 95% bootstrap interval, and its paired difference from the
-  factor's baseline level (pairs equal in every other factor and the seed) with a 95%
-  bootstrap interval;
+  factors and seeds) with its 95% Student-t interval over the level's runs, and its paired
+  difference from the factor's baseline level (pairs equal in every other factor and the
+  replicate keys) with its 95% t-interval over the pairs (:func:`mmgnn.analysis.stats.t_interval`);
 - ``failed.md``: the runs that did not finish and the jobs that failed before their run
   existed, with their status, overrides and error;
 - ``report.md``: all of the above in one page.
@@ -33,7 +34,7 @@ from mmgnn.analysis.plots import plot_effects, plot_ranks
 from mmgnn.analysis.runs import (
     FINISHED,
     NO_RUN,
-    REPLICATE,
+    REPLICATES,
     ReportError,
     expected_jobs,
     factors_of,
@@ -43,7 +44,6 @@ from mmgnn.analysis.runs import (
     load_runs,
 )
 from mmgnn.analysis.stats import (
-    N_BOOT,
     ablation_table,
     choose_baselines,
     effects_table,
@@ -113,8 +113,13 @@ def _file_name(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
+def _replicates(df: pd.DataFrame) -> list[str]:
+    """The replicate keys (:data:`REPLICATES`) that are columns of ``df``."""
+    return [r for r in REPLICATES if r in df.columns]
+
+
 def _rank_and_effects(df: pd.DataFrame, factors: list[str], primary: str | None,
-                      baselines: dict[str, str], seed: int, n_boot: int, folder: _Folder,
+                      baselines: dict[str, str], folder: _Folder,
                       experiment: str) -> tuple[str, str, list[Path]]:
     """Rank view and effects of the primary metric: CSV, markdown files and plots.
 
@@ -123,19 +128,20 @@ def _rank_and_effects(df: pd.DataFrame, factors: list[str], primary: str | None,
     ranks = rank_view(df, factors, primary) if primary else pd.DataFrame()
     long = pd.concat([group_ranks(df, factors, f, primary).assign(factor=f) for f in factors]
                      ) if primary and factors else pd.DataFrame()
-    effects = effects_table(df, factors, primary, baselines, seed, n_boot) if primary else pd.DataFrame()
+    effects = effects_table(df, factors, primary, baselines) if primary else pd.DataFrame()
     folder.csv("ranks.csv", ranks)
     folder.csv("ranks_long.csv", long)
     folder.csv("effects.csv", effects)
-    rank_note = (f"Within each group of finished runs equal in every other factor and the seed, "
+    same = ", ".join(["every other factor", *[f"`{r}`" for r in _replicates(df)]])
+    rank_note = (f"Within each group of finished runs equal in {same}, "
                  f"the levels of a factor are ranked by `{primary}` (1 = best; ties share the "
                  "average rank; in the #r counts they share the better position); groups holding "
                  "one level are left out.")
     effect_note = (f"Marginal mean of `{primary}` over the finished runs at each level (over the "
-                   "other factors and seeds), 95% percentile bootstrap interval over runs; Δ: mean "
-                   "paired difference level − baseline over runs equal in the other factors and the "
-                   f"seed, 95% bootstrap interval over pairs ({n_boot} resamples, seed {seed}); "
-                   "wins: pairs where the level is better.")
+                   "other factors and seeds) with its 95% Student-t interval over those n runs "
+                   "(mean ± t(0.975, n−1)·sd/√n); Δ: mean paired difference level − baseline over "
+                   f"runs equal in {same}, with its 95% t-interval over the pairs; no interval "
+                   "([–, –]) from fewer than 2 values. wins: pairs where the level is better.")
     ranks_md = f"{rank_note}\n\n{ranks_markdown(ranks) if not ranks.empty else 'No factor to rank.'}"
     effects_md = (f"{effect_note}\n\n"
                   f"{effects_markdown(effects, primary) if not effects.empty else 'No factor to compare.'}")
@@ -200,10 +206,9 @@ def _summary_lines(df: pd.DataFrame, *, experiment: str, sweep_id: str, parent_i
     count_text = ", ".join(f"{k} {v}" for k, v in _counts(recorded).items()) or "none"
     reused = int((df["source"] == "reused").sum()) if "source" in df.columns else 0
     finished = finished_runs(df)
-    seeds = level_order(finished[REPLICATE]) if REPLICATE in finished.columns else []
     factor_text = "; ".join(
         f"`{f}` ({', '.join(level_order(df[f], baselines.get(f)))}; baseline {baselines.get(f)})"
-        for f in factors) or "none (every run has the same overrides but the seed)"
+        for f in factors) or "none (every run has the same overrides but the seeds)"
     primary = metrics[0] if metrics else None
     jobs = _jobs_line(df, expected)
     return [
@@ -211,7 +216,8 @@ def _summary_lines(df: pd.DataFrame, *, experiment: str, sweep_id: str, parent_i
         f"- runs: {len(recorded)} ({count_text}); reused from earlier sweeps: {reused}",
         *([jobs] if jobs else []),
         f"- factors: {factor_text}",
-        f"- replicates: {REPLICATE} ({', '.join(seeds) or '–'})",
+        "- replicates: " + ("; ".join(f"{r} ({', '.join(level_order(finished[r])) or '–'})"
+                                      for r in _replicates(df)) or "–"),
         f"- primary metric: `{primary}` ({'higher' if higher_is_better(primary) else 'lower'}"
         " is better)" if primary else "- primary metric: none",
         f"- metrics: {', '.join(f'`{m}` {arrow(m)}' for m in metrics) or 'none'}",
@@ -229,8 +235,6 @@ def write_report(
     factors: Sequence[str] | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     baselines: dict[str, str] | None = None,
-    seed: int = 0,
-    n_boot: int = N_BOOT,
     notes: Sequence[str] = (),
     expected_jobs: int | None = None,
 ) -> Report:
@@ -255,8 +259,8 @@ def write_report(
     folder.csv("ablation.csv", ablation)
     ablation_md = ablation_markdown(ablation, factors, metrics)
     folder.text("ablation.md", f"# Ablation table: {experiment}\n\n{ablation_md}")
-    ranks_md, effects_md, images = _rank_and_effects(df, factors, primary, baselines, seed, n_boot,
-                                                     folder, experiment)
+    ranks_md, effects_md, images = _rank_and_effects(df, factors, primary, baselines, folder,
+                                                     experiment)
     not_done = df[df["status"] != FINISHED] if not df.empty else df
     failed_md = failed_markdown(not_done)
     noun = "jobs" if "source" in df.columns and (df["source"] == NO_RUN).any() else "runs"
@@ -345,7 +349,7 @@ def log_report(client: MlflowClient, parent_id: str, report: Report) -> None:
 
 def report_sweep(client: MlflowClient, parent_id: str, *, out: str | Path | None = None,
                  metrics: Sequence[str] | None = None, baselines: dict[str, str] | None = None,
-                 seed: int = 0, n_boot: int = N_BOOT, log: bool = True) -> Report:
+                 log: bool = True) -> Report:
     """The report of sweep ``parent_id``: load its runs, write the report, log it.
 
     ``out`` defaults to ``<sweep dir>/report`` (the parent's ``mmgnn.sweep_dir`` tag), else
@@ -369,7 +373,7 @@ def report_sweep(client: MlflowClient, parent_id: str, *, out: str | Path | None
         notes = [*notes, f"the parent run has no mmgnn.sweep_dir tag; written to {out}"]
     report = write_report(df, out, experiment=experiment, parent_id=parent_id,
                           sweep_id=tags.get(TAG_SWEEP, ""), factors=factors, metrics=metrics,
-                          baselines=baselines, seed=seed, n_boot=n_boot, notes=notes,
+                          baselines=baselines, notes=notes,
                           expected_jobs=expected_jobs(parent))
     if log:
         log_report(client, parent_id, report)

@@ -26,7 +26,10 @@ from mlflow.tracking import MlflowClient
 from mmgnn.tracking.job_run import FAILED_JOBS_FILE, TAG_EXPECTED, TAG_REUSED
 from mmgnn.tracking.store import retry_locked
 
-REPLICATE = "seed"
+SEED = "seed"  # the model's seed (initialisation, batches): a column of every runs frame
+#: The replicate keys: the data's seed (split, synthesis, partners) and the model's seed.
+#: Never factors; runs are compared only within groups equal in each of them (those a frame has).
+REPLICATES = ("data.seed", SEED)
 FINISHED = "FINISHED"
 MISSING = "(default)"  # the value of an override key that a run neither overrides nor logs
 NO_RUN = "no_run"  # ``source`` of a job that failed before its MLflow run existed
@@ -272,8 +275,8 @@ def _override_columns(df: pd.DataFrame) -> pd.DataFrame:
     """One column per override key of any run, holding each run's value (see :func:`load_runs`)."""
     parsed = [parse_overrides(text) for text in df["overrides"]]
     keys = list(dict.fromkeys(key for p in parsed for key in p))
-    if REPLICATE not in keys:
-        keys.append(REPLICATE)
+    if SEED not in keys:
+        keys.append(SEED)
     columns = {}
     for key in keys:
         if key in BASE_COLUMNS or key.startswith(("metrics.", "params.", "tags.")):
@@ -304,9 +307,9 @@ def load_runs(client: MlflowClient, parent_id: str, metrics: Sequence[str] = ())
     ``fusion``, ``seed``, ``optim.lr``, ...) holding the run's value. A run that does not
     override a key (a reused run launched by another command) gets the value it logged as a
     param (``<key>.name`` for a config group, else ``<key>``), spelled like the other runs'
-    values when numerically equal, else ``(default)``. ``seed`` is always there. ``metrics``
-    not logged to MLflow by a finished run are read from its ``metrics.csv``
-    (:func:`fill_detail_metrics`).
+    values when numerically equal, else ``(default)``. ``seed`` is always there (``data.seed``
+    when some run overrides it). ``metrics`` not logged to MLflow by a finished run are read
+    from its ``metrics.csv`` (:func:`fill_detail_metrics`).
 
     Raises ReportError when ``parent_id`` is no run, or is neither tagged as a sweep nor has
     children.
@@ -334,7 +337,8 @@ def load_runs(client: MlflowClient, parent_id: str, metrics: Sequence[str] = ())
 
 
 def factors_of(df: pd.DataFrame) -> list[str]:
-    """The sweep's factors: override keys whose values vary across its runs, ``seed`` excepted.
+    """The sweep's factors: override keys whose values vary across its runs, the replicate
+    keys (:data:`REPLICATES`: ``data.seed``, ``seed``) excepted.
 
     A key varies when the runs that override it give it more than one value (a key that only
     some runs override, with one value, e.g. ``+experiment=...`` missing from a reused run of
@@ -344,6 +348,6 @@ def factors_of(df: pd.DataFrame) -> list[str]:
     keys = list(dict.fromkeys(key for p in parsed for key in p))
     return [
         key for key in keys
-        if key != REPLICATE and key in df.columns
+        if key not in REPLICATES and key in df.columns
         and len({p[key] for p in parsed if key in p}) > 1
     ]

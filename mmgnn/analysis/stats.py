@@ -1,8 +1,13 @@
 """Statistics of a sweep's runs frame (see :mod:`mmgnn.analysis.runs`): the ablation table,
 GraphGym's rank view (You, Ying & Leskovec 2020, "Design Space for Graph Neural Networks"),
-marginal effects and paired differences with percentile bootstrap intervals.
+marginal effects and paired differences with 95% Student-t intervals of the mean.
 
-Only FINISHED runs enter the statistics. Every function is a plain function of the frame.
+A sweep has few replicates (3-10 seeds); over so few values a percentile bootstrap has few
+distinct resamples (10 for 3 values) and its interval is far too narrow, so every interval here
+is the t-interval :func:`t_interval`. Runs are compared within groups equal in every other
+factor and in the replicate keys (:data:`mmgnn.analysis.runs.REPLICATES`: ``data.seed`` and
+``seed``). Only FINISHED runs enter the statistics. Every function is a plain function of the
+frame.
 """
 from __future__ import annotations
 
@@ -11,14 +16,16 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from mmgnn.analysis.keys import higher_is_better, metric_column, metric_name
-from mmgnn.analysis.runs import REPLICATE, ReportError, as_float, finished_runs, match_level
+from mmgnn.analysis.runs import REPLICATES, ReportError, as_float, finished_runs, match_level
 
 #: The reference level of each design dimension (else the first level in sorted order).
 DEFAULT_BASELINES = {"gnn": "mlp", "skip": "none", "fusion": "concat", "loss": "cosine",
                      "train": "joint"}
-N_BOOT = 2000
+#: The two-sided coverage of every interval.
+LEVEL = 0.95
 
 
 def level_order(levels: Iterable, baseline: str | None = None) -> list[str]:
@@ -65,31 +72,32 @@ def choose_baselines(df: pd.DataFrame, factors: Sequence[str],
     return out
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement).
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95% Student-t interval of the mean of ``values`` (1-D; NaN left out):
+    ``mean ± t(0.975, n-1) · sd / sqrt(n)``, ``sd`` with ddof 1.
 
-    Each call draws from its own ``numpy.random.default_rng(seed)``, so the interval does not
-    depend on what else was computed. NaN for no values; degenerate for equal values.
+    Returns ``(low, high)``; NaN ends for fewer than two values (no spread to measure),
+    ``(mean, mean)`` for equal values.
     """
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
-    if x.size == 0:
+    if x.size < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
+    half = student_t.ppf((1 + LEVEL) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    mean = x.mean()
+    return float(mean - half), float(mean + half)
 
 
 def _cells(df: pd.DataFrame, factors: Sequence[str], factor: str, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """Finished runs' ``metric`` averaged per (other factors, seed, level): one value per cell."""
+    """Finished runs' ``metric`` averaged per (other factors, replicate keys, level): one value
+    per cell. Returns the cells (columns: the group keys, ``factor``, the metric column) and the
+    group keys: the other factors, then each replicate key of :data:`REPLICATES` the frame has
+    (``data.seed``, ``seed``), so a cell's runs share both seeds.
+    """
     col = metric_column(metric)
     runs = finished_runs(df)
     others = [f for f in factors if f != factor]
-    if REPLICATE in runs.columns and REPLICATE not in others:
-        others.append(REPLICATE)
+    others += [r for r in REPLICATES if r in runs.columns and r not in others and r != factor]
     if col not in runs.columns or runs.empty:
         return pd.DataFrame(columns=[*others, factor, col]), others
     runs = runs[runs[col].notna()]
@@ -130,7 +138,8 @@ def ablation_table(df: pd.DataFrame, factors: Sequence[str], metrics: Sequence[s
 
 def group_ranks(df: pd.DataFrame, factors: Sequence[str], factor: str, metric: str) -> pd.DataFrame:
     """The levels of ``factor`` ranked within each group of finished runs that are equal in
-    every other factor and the seed, by ``metric`` (1 = best; ties get the average rank).
+    every other factor and the replicate keys (``data.seed``, ``seed``), by ``metric``
+    (1 = best; ties get the average rank).
 
     One row per (group, level): the group's keys, ``factor``, the value (runs repeated in a
     cell are averaged), ``rank``, ``rank_min`` (ties share the better position) and
@@ -181,12 +190,12 @@ def rank_view(df: pd.DataFrame, factors: Sequence[str], metric: str) -> pd.DataF
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def marginal_effects(df: pd.DataFrame, factors: Sequence[str], metric: str, seed: int = 0,
-                     n_boot: int = N_BOOT) -> pd.DataFrame:
+def marginal_effects(df: pd.DataFrame, factors: Sequence[str], metric: str) -> pd.DataFrame:
     """Each level's marginal mean of ``metric``: the mean over the finished runs at that level
-    (so over the other factors and the seeds), with a 95% bootstrap interval (runs resampled).
+    (so over the other factors and the seeds), with the 95% t-interval over those runs
+    (:func:`t_interval`).
 
-    One row per (factor, level): ``n``, ``mean``, ``std``, ``ci_low``, ``ci_high``.
+    One row per (factor, level): ``n`` (runs), ``mean``, ``std``, ``ci_low``, ``ci_high``.
     """
     col = metric_column(metric)
     runs = finished_runs(df)
@@ -194,20 +203,22 @@ def marginal_effects(df: pd.DataFrame, factors: Sequence[str], metric: str, seed
     for factor in factors:
         for level in level_order(runs[factor]):
             values = runs.loc[runs[factor] == level, col].dropna() if col in runs.columns else pd.Series(dtype=float)
-            low, high = bootstrap_ci(values.to_numpy(), n_boot, seed)
+            low, high = t_interval(values.to_numpy())
             rows.append({"factor": factor, "level": level, "n": int(values.size),
                          "mean": values.mean(), "std": values.std(), "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["factor", "level", "n", "mean", "std", "ci_low", "ci_high"])
 
 
 def paired_differences(df: pd.DataFrame, factors: Sequence[str], metric: str,
-                       baselines: dict[str, str], seed: int = 0, n_boot: int = N_BOOT) -> pd.DataFrame:
+                       baselines: dict[str, str]) -> pd.DataFrame:
     """Each level's difference from its factor's baseline, paired: ``level - baseline`` in
-    every group of finished runs equal in the other factors and the seed that holds both.
+    every group of finished runs equal in the other factors and the replicate keys
+    (``data.seed`` and ``seed``, those the frame has) that holds both.
 
     One row per (factor, non-baseline level): ``baseline``, ``pairs``, ``diff`` (mean paired
-    difference), ``diff_ci_low``/``diff_ci_high`` (95% bootstrap, pairs resampled) and ``wins``
-    (pairs where the level is better, in the metric's direction).
+    difference), ``diff_ci_low``/``diff_ci_high`` (95% t-interval over the pairs,
+    :func:`t_interval`) and ``wins`` (pairs where the level is better, in the metric's
+    direction).
     """
     col = metric_column(metric)
     better = 1.0 if higher_is_better(metric) else -1.0
@@ -225,7 +236,7 @@ def paired_differences(df: pd.DataFrame, factors: Sequence[str], metric: str,
                 diffs = (wide[level] - wide[base]).dropna().to_numpy()
             else:
                 diffs = np.array([])
-            low, high = bootstrap_ci(diffs, n_boot, seed)
+            low, high = t_interval(diffs)
             rows.append({"factor": factor, "level": level, "baseline": base,
                          "pairs": int(diffs.size),
                          "diff": float(diffs.mean()) if diffs.size else math.nan,
@@ -235,11 +246,11 @@ def paired_differences(df: pd.DataFrame, factors: Sequence[str], metric: str,
                                        "diff_ci_low", "diff_ci_high", "wins"])
 
 
-def effects_table(df: pd.DataFrame, factors: Sequence[str], metric: str, baselines: dict[str, str],
-                  seed: int = 0, n_boot: int = N_BOOT) -> pd.DataFrame:
+def effects_table(df: pd.DataFrame, factors: Sequence[str], metric: str,
+                  baselines: dict[str, str]) -> pd.DataFrame:
     """:func:`marginal_effects` joined with :func:`paired_differences` (baseline first)."""
-    marginal = marginal_effects(df, factors, metric, seed, n_boot)
-    paired = paired_differences(df, factors, metric, baselines, seed, n_boot).drop(columns="baseline")
+    marginal = marginal_effects(df, factors, metric)
+    paired = paired_differences(df, factors, metric, baselines).drop(columns="baseline")
     table = marginal.merge(paired, on=["factor", "level"], how="left")
     table[["pairs", "wins"]] = table[["pairs", "wins"]].astype("Int64")  # NaN on baseline rows
     table.insert(2, "baseline", [baselines.get(f) == lv for f, lv in zip(table["factor"], table["level"])])

@@ -82,8 +82,16 @@ def ranks_markdown(table: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
+def with_interval(value: object, low: object, high: object) -> str:
+    """``value [low, high]``; ``value [–, –]`` when the interval has no ends (under 2 values)."""
+    return f"{fmt(value)} [{fmt(low) or '–'}, {fmt(high) or '–'}]"
+
+
 def effects_markdown(table: pd.DataFrame, metric: str) -> str:
-    """The effects table (:func:`mmgnn.analysis.stats.effects_table`) with intervals in cells."""
+    """The effects table (:func:`mmgnn.analysis.stats.effects_table`) with intervals in cells;
+    the headers name the interval (95% Student-t over a level's runs, over the pairs)."""
+    mean_header = f"mean {arrow(metric)} [95% t-interval over runs]"
+    diff_header = "Δ vs baseline [95% t-interval over pairs]"
     rows = []
     for r in table.itertuples(index=False):
         paired = not r.baseline and not pd.isna(r.pairs)
@@ -91,16 +99,15 @@ def effects_markdown(table: pd.DataFrame, metric: str) -> str:
             "factor": r.factor,
             "level": f"{r.level} (baseline)" if r.baseline else r.level,
             "n": r.n,
-            f"mean {arrow(metric)} [95% CI]": f"{fmt(r.mean)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
-            if r.n else "–",
-            "Δ vs baseline [95% CI]": "" if r.baseline else (
-                f"{fmt(r.diff, 4)} [{fmt(r.diff_ci_low)}, {fmt(r.diff_ci_high)}]"
+            mean_header: with_interval(r.mean, r.ci_low, r.ci_high) if r.n else "–",
+            diff_header: "" if r.baseline else (
+                with_interval(r.diff, r.diff_ci_low, r.diff_ci_high)
                 if paired and r.pairs > 0 else "no pairs"),
             "pairs": int(r.pairs) if paired else "",
             "wins": int(r.wins) if paired else "",
         })
-    frame = pd.DataFrame(rows, columns=["factor", "level", "n", f"mean {arrow(metric)} [95% CI]",
-                                        "Δ vs baseline [95% CI]", "pairs", "wins"])
+    frame = pd.DataFrame(rows, columns=["factor", "level", "n", mean_header, diff_header,
+                                        "pairs", "wins"])
     return markdown_table(frame, align_right=list(frame.columns[2:]))
 
 
