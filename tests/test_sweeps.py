@@ -1,7 +1,10 @@
 """Sweep presets: every experiment composes, the controlled sampler's design compares levels on
 otherwise-equal configurations, the Optuna preset optimises run.py's return value, and an
 interrupted job ends KILLED in MLflow."""
+import hashlib
 import itertools
+import json
+import logging
 import subprocess
 import sys
 
@@ -14,7 +17,9 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.mmgnn_controlled_sweeper.controlled_sweeper import controlled_design
 from mmgnn.config import group_options, register_configs
-from mmgnn.tracking.job_run import MLflowJobRun
+from mmgnn.tracking import version
+from mmgnn.tracking.job_run import MLflowJobRun, SweepInfo
+from mmgnn.tracking.params import flatten
 from mmgnn.tracking.sweep_plan import config_loader, planned_jobs, swept_factors
 
 from conftest import ROOT
@@ -110,12 +115,64 @@ def test_optuna_preset_optimises_the_returned_value(tmp_path):
         "optim.lr", "gnn.dropout", "loss.alignment.temperature", "loss.alignment.beta"}
 
 
-def test_interrupted_job_ends_killed_and_error_ends_failed(tmp_path):
-    cfg = OmegaConf.create({
+def tracked_config(tmp_path):
+    """The smallest config a :class:`MLflowJobRun` tracks, to a SQLite store in ``tmp_path``."""
+    return OmegaConf.create({
         "seed": 0,
         "tracking": {"uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x", "run_name": None,
                      "force": False, "skip_finished": True},
     })
+
+
+def relaunch(cfg, folder, first):
+    """The job of ``cfg`` in a new sweep (a new parent run) of ``first``'s experiment."""
+    client = MlflowClient(first.uri)
+    parent = client.create_run(first.experiment_id, tags={"mmgnn.role": "sweep"}).info.run_id
+    sweep = SweepInfo(parent, f"x/{folder.name}", first.experiment_id, first.uri)
+    return MLflowJobRun(cfg, folder, {"gnn": "gat"}, ["seed=0"], sweep)
+
+
+def test_a_relaunched_sweep_reuses_only_runs_of_the_same_code(tmp_path, monkeypatch, caplog):
+    """The same code reuses a FINISHED run and says which code and commit produced it; after a
+    change of the code version the job runs again."""
+    cfg = tracked_config(tmp_path)
+    first = MLflowJobRun(cfg, tmp_path / "first", {"gnn": "gat"}, ["seed=0"])
+    with first:
+        pass
+    client = MlflowClient(first.uri)
+    tags = client.get_run(first.run_id).data.tags
+    assert tags["mmgnn.code_version"] == version.code_version()
+    again = relaunch(cfg, tmp_path / "again", first)
+    previous = again.finished_run()
+    assert previous.info.run_id == first.run_id
+    with caplog.at_level(logging.INFO, logger="mmgnn.tracking.job_run"):
+        again.mark_reused(previous)
+    produced_by = (f"code version {version.code_version()}, "
+                   f"git commit {tags['mlflow.source.git.commit']}")
+    assert produced_by in caplog.text
+    parent = client.get_run(again.sweep.parent_run_id)
+    assert parent.data.tags[f"mmgnn.reuses.{first.run_id}"] == produced_by
+    assert client.get_run(first.run_id).data.tags[
+        f"mmgnn.reused_by.{again.sweep.parent_run_id}"] == "1"
+    monkeypatch.setattr(version, "code_version", lambda: "new-code")
+    assert relaunch(cfg, tmp_path / "changed", first).finished_run() is None
+
+
+def test_a_run_recorded_before_code_versions_is_never_reused(tmp_path):
+    """A FINISHED run of the same config from before runs had a code version (its hash was
+    of the config alone, it has no ``mmgnn.code_version`` tag) is not reused."""
+    cfg = tracked_config(tmp_path)
+    job = MLflowJobRun(cfg, tmp_path / "new", {"gnn": "gat"}, ["seed=0"])
+    flat = {k: v for k, v in flatten(cfg).items() if not k.startswith("tracking.")}
+    old_hash = hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    client = MlflowClient(job.uri)
+    old = client.create_run(job.experiment_id, tags={"mmgnn.config_hash": old_hash}).info.run_id
+    client.set_terminated(old, "FINISHED")
+    assert relaunch(cfg, tmp_path / "again", job).finished_run() is None
+
+
+def test_interrupted_job_ends_killed_and_error_ends_failed(tmp_path):
+    cfg = tracked_config(tmp_path)
     for error, status in ((KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")):
         job = MLflowJobRun(cfg, tmp_path / status, {"gnn": "gat"}, ["seed=0"])
         with pytest.raises(error):

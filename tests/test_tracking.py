@@ -3,6 +3,7 @@ launcher (basic, joblib, submitit local) and against a real ``mlflow server``: o
 nested children, resumable sweeps, failed jobs recorded as FAILED."""
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -17,10 +18,12 @@ from omegaconf import OmegaConf
 
 from mmgnn.analysis.runs import read_metrics_csv
 from mmgnn.tracking.headline import parse_key, tidy_metrics
+from mmgnn.tracking import version
 from mmgnn.tracking.params import config_hash, config_params, flatten, run_name, shorten
 from mmgnn.tracking.store import retry_locked
 from mmgnn.tracking.sync import main as sync_main
 from mmgnn.tracking.sync import sync
+from mmgnn.tracking.version import PACKAGE_ROOT, code_version
 
 from conftest import ROOT
 
@@ -58,6 +61,46 @@ def test_config_hash_ignores_tracking_but_not_seed():
     assert config_hash(base) != config_hash(other_seed)
     assert run_name({"gnn": "gat", "skip": "sum", "fusion": "xattn", "loss": "hardneg"}, 1) == \
         "gat-sum-xattn-hardneg-s1"
+
+
+def test_config_hash_changes_with_the_code_version(monkeypatch):
+    """A run of other code (package sources, torch or dgl) never has the same hash."""
+    cfg = OmegaConf.create({"seed": 0, "gnn": {"h": 1}})
+    today = config_hash(cfg)
+    monkeypatch.setattr(version, "code_version", lambda: "changed-code")
+    assert config_hash(cfg) != today
+    assert config_hash(cfg) == config_hash(OmegaConf.create({"seed": 0, "gnn": {"h": 1}}))
+
+
+def test_code_version_follows_the_package_sources(tmp_path):
+    """The path and bytes of every ``*.py`` of the package count; its location, ``__pycache__``
+    and other files do not."""
+    assert len(code_version()) == 12
+    copy = tmp_path / "copy"
+    shutil.copytree(PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("*.pyc"))
+    (copy / "__pycache__").mkdir(exist_ok=True)
+    (copy / "__pycache__" / "stale.py").write_text("x = 1\n")
+    (copy / "notes.txt").write_text("not code")
+    clean = tmp_path / "clean"
+    shutil.copytree(copy, clean, ignore=shutil.ignore_patterns("__pycache__", "notes.txt"))
+    assert code_version(copy) == code_version(clean)
+    edited = tmp_path / "edited"
+    shutil.copytree(clean, edited)
+    with open(edited / "losses" / "alignment.py", "a") as file:
+        file.write("\n# an uncommitted edit\n")
+    assert code_version(edited) != code_version(clean)
+    moved = tmp_path / "moved"
+    shutil.copytree(clean, moved)
+    (moved / "losses" / "alignment.py").rename(moved / "losses" / "alignment2.py")
+    assert code_version(moved) != code_version(clean)
+
+
+def test_code_version_follows_torch_and_dgl(tmp_path, monkeypatch):
+    shutil.copytree(PACKAGE_ROOT / "losses", tmp_path / "a", ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    today = code_version(tmp_path / "a")
+    monkeypatch.setattr(version, "library_versions", lambda: {"torch": "0.0", "dgl": "0.0"})
+    assert code_version(tmp_path / "b") != today
 
 
 def test_retry_locked_retries_only_on_a_locked_database():
@@ -133,14 +176,19 @@ def test_two_by_two_sweep_nests_four_finished_runs_under_one_parent(tmp_path, la
     client, parents, children = runs_of(uri)
     check_two_by_two(uri, parents, children)
     if launcher == "basic":
-        # Re-launching skips the FINISHED configurations; force re-runs them.
-        sweep(tmp_path, uri, "skip=none,sum", "seed=0,1", name="again")
+        # Re-launching skips the FINISHED configurations of the same code; force re-runs them.
+        proc = sweep(tmp_path, uri, "skip=none,sum", "seed=0,1", name="again")
         _, parents, children = runs_of(uri)
         assert len(parents) == 2 and len(children) == 4
+        (code,) = {r.data.tags["mmgnn.code_version"] for r in parents + children}
         newest = max(parents, key=lambda r: r.info.start_time)
         reused = [c for c in children
                   if c.data.tags.get(f"mmgnn.reused_by.{newest.info.run_id}") == "1"]
         assert len(reused) == 4
+        produced_by = (f"code version {code}, "
+                       f"git commit {children[0].data.tags['mlflow.source.git.commit']}")
+        assert {newest.data.tags[f"mmgnn.reuses.{c.info.run_id}"] for c in reused} == {produced_by}
+        assert produced_by in proc.stdout + proc.stderr
         sweep(tmp_path, uri, "skip=none", "seed=0", "tracking.force=true", name="forced")
         _, _, children = runs_of(uri)
         assert len(children) == 5

@@ -3,7 +3,8 @@
 It runs in the launching process, whatever the launcher (basic, joblib, submitit): at the
 sweep's start it creates the experiment and the parent run (recorded to the sweep folder first,
 like every run: :mod:`mmgnn.tracking.local`), tags it with the expected job count
-(``mmgnn.expected_jobs``) and the swept factors (``mmgnn.factors``), and writes the parent's id
+(``mmgnn.expected_jobs``), the swept factors (``mmgnn.factors``) and the code version
+(``mmgnn.code_version``, :mod:`mmgnn.tracking.version`), and writes the parent's id
 into the sweep folder (``mlflow_parent.json``), where every job reads it and nests its own run.
 Each job, where it runs, writes its outcome to ``<sweep dir>/jobs/<n>.json``. At the end the
 callback logs ``failed_jobs.json`` (jobs that failed before their MLflow run existed, and jobs
@@ -27,8 +28,11 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
+from mmgnn.tracking import version
 from mmgnn.tracking.job_run import (
     FAILED_JOBS_FILE,
+    TAG_CODE,
+    TAG_COMMIT,
     TAG_EXPECTED,
     TAG_FACTORS,
     TAG_REUSED,
@@ -74,7 +78,8 @@ class MLflowSweepCallback(Callback):
             "mmgnn.role": "sweep",
             "mmgnn.sweep_dir": str(self.sweep_dir.resolve()),
             "mmgnn.overrides": " ".join(config.hydra.overrides.task) or "(defaults)",
-            "mlflow.source.git.commit": git_commit(),
+            TAG_CODE: version.code_version(),
+            TAG_COMMIT: git_commit(),
         }
         if factors:
             tags[TAG_FACTORS] = ",".join(factors)

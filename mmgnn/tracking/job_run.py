@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmgnn.analysis import plots
 from mmgnn.metrics.evaluate import MONITORED
+from mmgnn.tracking import version
 from mmgnn.tracking.headline import is_curve, is_headline, write_metrics_csv
 from mmgnn.tracking.local import Recorder, connect
 from mmgnn.tracking.params import config_hash, config_params, run_name
@@ -31,11 +32,14 @@ from mmgnn.tracking.store import TrackingUnreachable, git_commit, resolve_uri
 log = logging.getLogger(__name__)
 
 PARENT_FILE = "mlflow_parent.json"
-TAG_HASH = "mmgnn.config_hash"
+TAG_HASH = "mmgnn.config_hash"  # of the config and the code version: what a sweep reuses by
+TAG_CODE = "mmgnn.code_version"  # mmgnn.tracking.version.code_version() of the run's process
+TAG_COMMIT = "mlflow.source.git.commit"
 TAG_SWEEP = "mmgnn.sweep_id"
 TAG_STATUS = "mmgnn.status"
 TAG_FACTORS = "mmgnn.factors"  # the sweep's swept override keys, comma-separated
 TAG_REUSED = "mmgnn.reused_by"  # + ".<parent run id>" on a FINISHED run a later sweep reused
+TAG_REUSES = "mmgnn.reuses"  # + ".<run id>" on that sweep's parent: the run's code and commit
 TAG_EXPECTED = "mmgnn.expected_jobs"  # tag of a sweep parent: how many jobs the sweep launched
 FAILED_JOBS_FILE = "failed_jobs.json"  # parent artifact: jobs that failed before their run existed
 
@@ -119,6 +123,7 @@ class MLflowJobRun:
         self.name = cfg.tracking.run_name or run_name(choices, int(cfg.seed))
         self.overrides = overrides
         self.hash = config_hash(cfg)
+        self.code_version = version.code_version()
         self.detail = bool(OmegaConf.select(cfg, "tracking.log_detail", default=False))
         self.monitor = monitored_key(cfg)
 
@@ -149,7 +154,11 @@ class MLflowJobRun:
 
     # ------------------------------------------------------------ resumable sweeps
     def finished_run(self):
-        """A FINISHED run of the same config hash in this experiment, or ``None``."""
+        """A FINISHED run of the same config hash in this experiment, or ``None``.
+
+        The hash includes the code version, so only a run of the same code counts (never one
+        of a process whose package sources or torch/dgl versions differed, nor one recorded
+        before runs had a code version)."""
         if self.cfg.tracking.force or not self.cfg.tracking.skip_finished:
             return None
         runs = self.recorder.call(
@@ -161,12 +170,20 @@ class MLflowJobRun:
         return runs[0] if runs else None
 
     def mark_reused(self, run) -> None:
-        """Record that this sweep counts an earlier FINISHED run instead of re-running it."""
+        """Record that this sweep counts an earlier FINISHED run instead of re-running it.
+
+        The reused run gets ``mmgnn.reused_by.<parent id>=1`` and the sweep's parent
+        ``mmgnn.reuses.<run id>``, which names the code version and git commit that produced it.
+        """
+        produced_by = (f"code version {run.data.tags.get(TAG_CODE, 'unknown')}, "
+                       f"git commit {run.data.tags.get(TAG_COMMIT, 'unknown')}")
         if self.sweep is not None and self.sweep.parent_run_id:
             self.recorder.call(self.client.set_tag, run.info.run_id,
                                f"{TAG_REUSED}.{self.sweep.parent_run_id}", "1")
-        log.info("skipping: config %s already has FINISHED run %s (%s); tracking.force=true "
-                 "re-runs it", self.hash, run.info.run_id, run.info.run_name)
+            self.recorder.call(self.client.set_tag, self.sweep.parent_run_id,
+                               f"{TAG_REUSES}.{run.info.run_id}", produced_by)
+        log.info("skipping: config %s already has FINISHED run %s (%s) of %s; tracking.force=true "
+                 "re-runs it", self.hash, run.info.run_id, run.info.run_name, produced_by)
 
     # ------------------------------------------------------------ lifecycle
     def params(self) -> dict[str, str]:
@@ -185,11 +202,12 @@ class MLflowJobRun:
             return self.run_id
         tags = {
             TAG_HASH: self.hash,
+            TAG_CODE: self.code_version,
             TAG_STATUS: "running",
             "mmgnn.overrides": " ".join(self.overrides) or "(defaults)",
             "mmgnn.run_dir": str(self.run_dir),
             "mmgnn.monitor": self.monitor,
-            "mlflow.source.git.commit": git_commit(),
+            TAG_COMMIT: git_commit(),
         }
         parent = (None, None)
         if self.sweep is not None:

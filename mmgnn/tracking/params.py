@@ -1,10 +1,12 @@
-"""The resolved config as MLflow params, its hash, and the run's name."""
+"""The resolved config as MLflow params, its hash (with the code version), and the run's name."""
 from __future__ import annotations
 
 import hashlib
 import json
 
 from omegaconf import DictConfig, OmegaConf
+
+from mmgnn.tracking import version
 
 # MLflow's limit on a param value (characters); longer values are shortened visibly.
 MAX_PARAM_LENGTH = 6000
@@ -46,12 +48,15 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A hash of what the run computes: the resolved config (seed included) minus tracking."""
+    """A hash of what the run computes: the resolved config (seed included) minus tracking,
+    and the code version (:func:`mmgnn.tracking.version.code_version`), so that a run of
+    other code never has the same hash."""
     flat = {
         k: v for k, v in flatten(cfg).items()
         if not any(k == p or k.startswith(p) for p in UNHASHED_PREFIXES)
     }
-    return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    content = {"code_version": version.code_version(), "config": flat}
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_name(choices: dict[str, str], seed: int) -> str:
