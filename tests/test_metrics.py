@@ -21,6 +21,7 @@ from mmgnn.metrics import (
     accuracy,
     average_precision,
     classification_metrics,
+    is_fusion_metric,
     label_ranks,
     macro_f1,
     match_ranks,
@@ -190,6 +191,34 @@ def test_per_group_metrics_and_worst_group():
     assert m["gates/image/mean"] == pytest.approx(0.6)
 
 
+def test_without_a_fused_output_no_fused_or_gate_metric_is_computed():
+    """``fused=None`` (the fusion is not trained): the classifier's logits and the gates are
+    ignored, nothing of the fused output in any group; retrieval is unchanged."""
+    emb, present, labels, groups = base_case()
+    logits = np.array([[5, 0], [0, 5], [5, 0], [5, 0]])
+    gates = np.full((4, 2), 0.5)
+    fused = multimodal_metrics(emb, present, emb["text"], logits, labels, groups, ["a", "b"], gates=gates)
+    m = multimodal_metrics(emb, present, None, logits, labels, groups, ["a", "b"], gates=gates)
+    assert {k for k in fused if "fused/" in k or "gates/" in k} == {
+        f"{prefix}fused/{k}" for prefix in ("", "group/a/", "group/b/", "worst_group/")
+        for k in ("map", "label_r1", "label_r5", "label_r10", "acc", "macro_f1")
+    } | {"gates/text/mean", "gates/image/mean"}
+    assert m == {k: v for k, v in fused.items() if "fused/" not in k and "gates/" not in k}
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("fused/acc", True), ("val/fused/map", True), ("worst_group/fused/acc", True),
+    ("group/a b/fused/label_r1", True), ("missing/text_and_image/fused/acc", True),
+    ("noise/audio/0.3/fused/acc", True), ("test/noise/audio/auc/fused/acc", True),
+    ("gates/text/mean", True), ("val/gates/image/mean", True),
+    ("retrieval/map", False), ("val/retrieval/mean_recall", False),
+    ("group/fused/text_to_image/r1", False), ("missing/gates/retrieval/map", False),
+    ("fused_to_image/r1", False), ("auto", False),
+])
+def test_is_fusion_metric_sees_through_split_condition_and_group_prefixes(key, expected):
+    assert is_fusion_metric(key) is expected
+
+
 def test_fused_same_label_retrieval_leaves_the_query_out():
     emb, present, labels, groups = base_case()
     fused = unit(0, 90, 10, 100)  # same-label items are nearest neighbours
@@ -222,7 +251,7 @@ def test_items_left_without_any_modality_count_as_misses_and_wrong_classes():
 class LabelOracle(nn.Module):
     """Classifies every item that has a modality right; one-hot embeddings per item."""
 
-    def forward(self, batch):
+    def forward(self, batch, fuse=True):
         labels = torch.nn.functional.one_hot(batch.labels, 2).float()
         own = torch.nn.functional.one_hot(batch.index, 8).float()
         present = batch.present

@@ -5,6 +5,7 @@ checkpoint, the default stages keep it unchanged (and in eval mode) while the te
 frozen and change it at half the learning rate afterwards, a dataset without ids fails at start,
 and run.py and mmgnn.inference work end to end with it.
 """
+import logging
 import subprocess
 import sys
 
@@ -154,6 +155,17 @@ def test_frozen_encoder_is_deterministic_and_fine_tuned_one_uses_dropout(folder)
     torch.testing.assert_close(branch.encode(batch.graphs["text"]), branch.encode(batch.graphs["text"]))
     branch.encoder.train()
     assert not torch.allclose(branch.encode(batch.graphs["text"]), branch.encode(batch.graphs["text"]))
+
+
+def test_noise_probe_skips_the_modality_read_from_token_ids(folder, tmp_path, caplog):
+    """Noise on the text features x cannot reach a model that reads the token ids: no
+    ``noise/text/*`` key (it would be flat), the image modality is still probed."""
+    with caplog.at_level(logging.INFO, logger="mmgnn.train.evaluation"):
+        metrics = run_job(compose_cfg(folder), tmp_path).test_metrics
+    assert not [k for k in metrics if k.startswith("test/noise/text/")]
+    assert {"test/noise/image/0.9/retrieval/mean_recall", "test/noise/image/auc/retrieval/mean_recall",
+            "test/noise/image/auc/fused/acc", "test/missing/text/fused/acc"} <= set(metrics)
+    assert "noise probe skipped for ['text']: the model encodes them from token ids" in caplog.text
 
 
 def test_dataset_without_token_ids_fails_at_start(folder, tmp_path):

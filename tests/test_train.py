@@ -274,7 +274,7 @@ def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, t
     """``loss.fused=none``: the step skips fusion and classifier (no gradient reaches them) and
     trains every parameter exactly as a step that ran them and threw them away; with the fused
     term (``build``'s objective) every step fuses."""
-    assert make_trainer(data, tmp_path / "classify", [Stage("joint", 1)])._fuse_in_training
+    assert make_trainer(data, tmp_path / "classify", [Stage("joint", 1)]).trains_fusion
     params, losses = {}, {}
     for fuse in (True, False):
         seed_everything(0)
@@ -286,8 +286,8 @@ def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, t
         )
         objective = MultimodalObjective(InfoNCE(), fused="none")
         trainer = Trainer(model, objective, data, trainer_config([Stage("joint", 1)]), tmp_path / str(fuse))
-        assert not trainer._fuse_in_training
-        trainer._fuse_in_training = fuse
+        assert not trainer.trains_fusion
+        trainer.trains_fusion = fuse
         calls = []
         hook = model.fusion.register_forward_hook(lambda *args: calls.append(1))
         losses[fuse] = trainer._train_epoch(0, trainer.stages[0])["train/total"]
@@ -299,3 +299,33 @@ def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, t
         assert torch.equal(value, params[False][name]), name
     start = snapshot(build(data)[0].fusion)
     assert start.keys() and all(torch.equal(params[False][f"fusion.{n}"], v) for n, v in start.items())
+
+
+def untrained_fusion_trainer(data, tmp_path, **train):
+    """A trainer whose loss never reads the fused output (``loss.fused=none``)."""
+    model, _ = build(data)
+    objective = MultimodalObjective(InfoNCE(), fused="none")
+    return Trainer(model, objective, data, trainer_config([Stage("joint", 1)], **train), tmp_path)
+
+
+def test_validation_computes_fused_and_gate_metrics_only_when_the_fusion_trains(data, tmp_path):
+    def fusion_keys(metrics):
+        return sorted(k for k in metrics if "/fused/" in k or "/gates/" in k)
+
+    trained = fusion_keys(make_trainer(data, tmp_path / "classify", [Stage("joint", 1)]).validate())
+    assert {"val/fused/acc", "val/fused/map", "val/fused/label_r1", "val/worst_group/fused/acc",
+            "val/gates/text/mean", "val/gates/image/mean", "val/gates/audio/mean"} <= set(trained)
+    trainer = untrained_fusion_trainer(data, tmp_path / "none")
+    calls = []
+    trainer.model.fusion.register_forward_hook(lambda *args: calls.append(1))
+    val = trainer.validate()
+    assert fusion_keys(val) == [] and calls == []  # the fusion did not even run
+    assert "val/retrieval/mean_recall" in val
+
+
+@pytest.mark.parametrize("monitor", ["fused/acc", "val/fused/map", "worst_group/fused/acc", "gates/text/mean"])
+def test_monitoring_a_fused_metric_without_training_the_fusion_fails_at_start(data, tmp_path, monitor):
+    with pytest.raises(ValueError, match=r"train\.monitor=.*loss\.fused=none"):
+        untrained_fusion_trainer(data, tmp_path, monitor=monitor)
+    assert not (tmp_path / "checkpoints").exists()
+    make_trainer(data, tmp_path, [Stage("joint", 1)], monitor=monitor)  # fine when it trains

@@ -1,6 +1,7 @@
 """Evaluation metrics: pure functions on numpy or torch arrays."""
 from mmgnn.metrics.classification import accuracy, classification_metrics, macro_f1, predictions
 from mmgnn.metrics.evaluate import (
+    is_fusion_metric,
     metric_key_part,
     metrics_table,
     monitored_value,
@@ -22,6 +23,7 @@ __all__ = [
     "accuracy",
     "average_precision",
     "classification_metrics",
+    "is_fusion_metric",
     "label_ranks",
     "macro_f1",
     "match_ranks",

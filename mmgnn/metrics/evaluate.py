@@ -31,6 +31,9 @@ whole gallery, so groups of different size stay comparable) and ``worst_group/<k
 worst group's value (the maximum for ``medr``/``mean_rank``, the minimum otherwise).
 ``gates/<modality>/mean``: the mean gate of a modality over the items that have it.
 A metric with no defined value (no query, no label) is left out rather than reported NaN.
+Without a fused output (``fused=None``: a run whose loss never trains the fusion,
+``loss.fused=none``) no ``fused/*`` or ``gates/*`` key is computed, in any group or condition
+(:func:`is_fusion_metric`): they would describe the randomly initialised fusion.
 """
 from __future__ import annotations
 
@@ -54,6 +57,12 @@ from mmgnn.metrics.retrieval import (
 
 LOWER_IS_BETTER = ("medr", "mean_rank")
 MONITORED = {"item": "retrieval/mean_recall", "label": "retrieval/map"}
+# A key of the fused output: ``fused/*`` or ``gates/*`` after the split (``val/``, ``test/``),
+# condition (``missing/<tag>/``, ``noise/<modality>/<level or auc>/``) and group prefixes.
+FUSION_METRIC = re.compile(
+    r"^(?:(?:val|test|best_val)/)?(?:missing/[^/]+/|noise/[^/]+/[^/]+/)?(?:group/[^/]+/|worst_group/)?"
+    r"(?:fused|gates)/"
+)
 
 
 def metric_key_part(name: str) -> str:
@@ -63,6 +72,17 @@ def metric_key_part(name: str) -> str:
     """
     part = re.sub(r"[^\w.\- ]", "_", str(name))
     return part if part.strip(". ") else f"_{part}"
+
+
+def is_fusion_metric(key: str) -> bool:
+    """Whether metric ``key`` is computed from the fused output (its retrieval, classifier or
+    gates), with or without a split, group or robustness-condition prefix.
+
+    ``"val/fused/acc"``, ``"worst_group/fused/map"``, ``"missing/text/fused/acc"``,
+    ``"gates/image/mean"`` -> True; ``"retrieval/map"``, ``"group/fused/text_to_image/r1"``
+    (a group named ``fused``) -> False.
+    """
+    return bool(FUSION_METRIC.match(key))
 
 
 def _scatter(n: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -275,7 +295,8 @@ def multimodal_metrics(
     Args:
         embeddings: modality -> ``[N, D]`` (rows of missing modalities are ignored).
         present: bool ``[N, M]``, columns in ``embeddings`` order.
-        fused: ``[N, D_f]`` fused embeddings.
+        fused: ``[N, D_f]`` fused embeddings, or None when the fusion is not trained (then
+            no ``fused/*`` metric, ``logits`` and ``gates`` are ignored).
         logits: ``[N, C]`` classifier logits, or None.
         labels: int ``[N]`` class codes (negative: unlabelled), or None.
         groups: int ``[N]`` codes into ``group_names``.
@@ -298,7 +319,9 @@ def multimodal_metrics(
     keys = dict(zip(names, _unique_parts(names)))
 
     per_query = _direction_queries(emb, present, labels, pairing, keys)
-    fused_query, predicted = _fused_queries(to_numpy(fused), present, labels, logits)
+    fused_query, predicted = {}, None
+    if fused is not None:
+        fused_query, predicted = _fused_queries(to_numpy(fused), present, labels, logits)
     recall_names = [f"r{k}" if pairing == "item" else f"label_r{k}" for k in ks]
 
     def summary(subset: np.ndarray) -> dict[str, float]:
@@ -309,7 +332,7 @@ def multimodal_metrics(
 
     metrics = summary(np.ones(len(present), dtype=bool))
     metrics.update(_group_metrics(summary, to_numpy(groups).astype(np.int64), group_names))
-    if gates is not None:
+    if fused is not None and gates is not None:
         metrics.update(_gate_means(gates, present, keys))
     return metrics
 
@@ -318,7 +341,8 @@ def monitored_value(metrics: dict[str, float], pairing: str) -> tuple[str, float
     """The default model-selection metric (higher is better) and its value.
 
     ``retrieval/mean_recall`` (mean over ordered modality pairs of (R@1+R@5+R@10)/3) for
-    ``pairing="item"``; ``retrieval/map`` (same-label mAP) for ``pairing="label"``.
+    ``pairing="item"``; ``retrieval/map`` (same-label mAP) for ``pairing="label"``: a metric
+    of the per-modality embeddings, so it exists whether or not the fusion is trained.
     """
     if pairing not in MONITORED:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")

@@ -5,7 +5,8 @@ condition, at test and at the best validation epoch). MLflow's runs table is for
 few of them across runs, so by default a run logs only:
 
 - the headline set (:data:`HEADLINE`): retrieval mean recall / mAP / R@1 / RSUM, fused accuracy /
-  mAP / macro-F1, the worst group's retrieval mean recall / mAP and fused accuracy, the
+  mAP / macro-F1 (only computed when the loss trains the fusion: not under ``loss.fused=none``),
+  the worst group's retrieval mean recall / mAP and fused accuracy, the
   robustness summaries (each single modality dropped; noise area under the curve per modality),
   parameters, time, latency and memory, the best epoch, and the best validation value of the
   monitored metric plus its retrieval / fused companions;

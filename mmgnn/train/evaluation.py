@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,20 +14,23 @@ from mmgnn.data.batch import MultimodalBatch, csr_positions
 from mmgnn.data.pipeline import PreparedData
 from mmgnn.metrics import metric_key_part, multimodal_metrics, robustness_auc
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class SplitOutputs:
     """A split's model outputs as numpy arrays (``N`` items, ``M`` modalities).
 
-    ``embeddings`` modality -> ``[N, D]``; ``present`` bool ``[N, M]``; ``fused`` ``[N, D_f]``;
-    ``gates`` ``[N, M]``; ``logits`` ``[N, C]`` or None; ``labels`` ``[N]`` or None;
-    ``groups`` ``[N]``; ``index`` ``[N]`` dataset rows.
+    ``embeddings`` modality -> ``[N, D]``; ``present`` bool ``[N, M]``; ``fused`` ``[N, D_f]``,
+    ``gates`` ``[N, M]`` and ``logits`` ``[N, C]``, each None when the model did not fuse
+    (``logits`` also without a classifier); ``labels`` ``[N]`` or None; ``groups`` ``[N]``;
+    ``index`` ``[N]`` dataset rows.
     """
 
     embeddings: dict[str, np.ndarray]
     present: np.ndarray
-    fused: np.ndarray
-    gates: np.ndarray
+    fused: np.ndarray | None
+    gates: np.ndarray | None
     logits: np.ndarray | None
     labels: np.ndarray | None
     groups: np.ndarray
@@ -42,8 +46,14 @@ def collect_outputs(
     loader,
     device: torch.device,
     transform: BatchTransform | None = None,
+    fuse: bool = True,
 ) -> SplitOutputs:
-    """Run ``model`` in eval mode over ``loader`` (optionally transforming each batch)."""
+    """Run ``model`` in eval mode over ``loader`` (optionally transforming each batch).
+
+    ``fuse=False`` (a run whose loss never trains the fusion, ``loss.fused=none``) skips the
+    fusion and classifier: ``fused``, ``gates`` and ``logits`` are None, so no metric of the
+    randomly initialised fusion is computed.
+    """
     was_training = model.training
     model.eval()
     parts: dict[str, list] = {k: [] for k in ("present", "fused", "gates", "logits", "groups", "index")}
@@ -51,14 +61,13 @@ def collect_outputs(
     for batch in loader:
         if transform is not None:
             batch = transform(batch)
-        out = model(batch.to(device))
+        out = model(batch.to(device), fuse=fuse)
         for m in out.modalities:
             emb.setdefault(m, []).append(out.embeddings[m].float().cpu())
         parts["present"].append(out.present.cpu())
-        parts["fused"].append(out.fused.float().cpu())
-        parts["gates"].append(out.gates.float().cpu())
-        if out.logits is not None:
-            parts["logits"].append(out.logits.float().cpu())
+        for key in ("fused", "gates", "logits"):
+            if getattr(out, key) is not None:
+                parts[key].append(getattr(out, key).float().cpu())
         if batch.labels is not None:
             parts["labels"].append(batch.labels)
         parts["groups"].append(batch.groups)
@@ -81,7 +90,8 @@ def collect_outputs(
 
 
 def score(outputs: SplitOutputs, group_names: list[str], pairing: str) -> dict[str, float]:
-    """Every metric of ``mmgnn.metrics.multimodal_metrics`` for one split's outputs."""
+    """Every metric of ``mmgnn.metrics.multimodal_metrics`` for one split's outputs (none of
+    ``fused/*`` and ``gates/*`` when the outputs have no fused embedding)."""
     return multimodal_metrics(
         embeddings=outputs.embeddings,
         present=outputs.present,
@@ -120,9 +130,20 @@ def add_noise(modality: str, sigma: torch.Tensor, seed: int) -> BatchTransform:
 
 
 def headline(metrics: dict[str, float]) -> dict[str, float]:
-    """The metrics a robustness probe reports: fused accuracy and mean retrieval recall."""
+    """The metrics a robustness probe reports: mean retrieval recall, retrieval mAP and, when
+    the fusion is trained (``fused/acc`` computed), fused accuracy."""
     keys = ("fused/acc", "retrieval/mean_recall", "retrieval/map")
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+def noise_probed(model: nn.Module, names: list[str]) -> list[str]:
+    """The modalities of ``names`` whose features ``x`` the model reads, so that noise added to
+    them can change its outputs; logs the skipped ones (those encoded from token ids)."""
+    skipped = [m for m in names if m in model.token_encoded]
+    if skipped:
+        log.info("noise probe skipped for %s: the model encodes them from token ids "
+                 "(text_encoder) and never reads the features x the probe perturbs", skipped)
+    return [m for m in names if m not in skipped]
 
 
 def robustness(
@@ -135,6 +156,7 @@ def robustness(
     missing: bool,
     noise_levels: list[float],
     seed: int = 0,
+    fuse: bool = True,
 ) -> dict[str, float]:
     """Missing-modality and noise robustness of a trained model on one split.
 
@@ -146,6 +168,10 @@ def robustness(
     both its modalities. Noise (MultiBench, Liang et al. 2021):
     Gaussian noise of ``level`` feature standard deviations added to one modality at a time,
     for each level, and the normalised area under each metric's curve over the levels.
+    A modality the model encodes from token ids (``model.token_encoded``, text_encoder=minilm)
+    gets no noise probe: the model never reads the features ``x`` the probe perturbs.
+    ``fuse=False`` (the fusion is not trained): no fused metric in any condition
+    (:func:`collect_outputs`).
     """
     names = list(data.dataset.modality_names)
     groups = data.dataset.group_names
@@ -153,7 +179,7 @@ def robustness(
 
     def run(transform: BatchTransform | None) -> dict[str, float]:
         loader = data.loader(split, batch_size)
-        return headline(score(collect_outputs(model, loader, device, transform), groups, pairing))
+        return headline(score(collect_outputs(model, loader, device, transform, fuse), groups, pairing))
 
     if missing:
         for r in (1, 2):
@@ -164,7 +190,7 @@ def robustness(
                 for k, v in run(drop_modalities(list(combo))).items():
                     results[f"missing/{tag}/{k}"] = v
     rows = data.dataset.indices(split)
-    for m in names if noise_levels else []:
+    for m in noise_probed(model, names) if noise_levels else []:
         key = metric_key_part(m)
         graphs = data.graphs[m]
         node_rows, _ = csr_positions(graphs.ptr, torch.as_tensor(rows))

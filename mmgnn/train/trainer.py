@@ -20,7 +20,7 @@ from tqdm import tqdm
 from mmgnn.config import TrainerConfig
 from mmgnn.data.batch import MultimodalBatch
 from mmgnn.data.pipeline import PreparedData
-from mmgnn.metrics import monitored_value
+from mmgnn.metrics import is_fusion_metric, monitored_value
 from mmgnn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mmgnn.train.evaluation import collect_outputs, score
 from mmgnn.train.optim import build_adamw
@@ -105,8 +105,21 @@ class FitResult:
 def fuses_in_training(model: nn.Module, objective: nn.Module) -> bool:
     """Whether a training step needs the fused embedding: only when the loss reads the
     classifier's logits on it. Otherwise the step runs ``model(batch, fuse=False)``: the fusion
-    (most of a step with cross-attention) would get no gradient. Evaluation always fuses."""
+    (most of a step with cross-attention) would get no gradient. Evaluation then skips it too:
+    the fused embedding and gates would be those of the random initialisation."""
     return bool(getattr(objective, "needs_fused", True)) and getattr(model, "classifier", None) is not None
+
+
+def check_monitor(monitor: str, trains_fusion: bool) -> None:
+    """``train.monitor`` must name a metric the run computes: not one of the fused output
+    (:func:`~mmgnn.metrics.is_fusion_metric`) when the fusion is not trained."""
+    if not trains_fusion and is_fusion_metric(monitor):
+        raise ValueError(
+            f"train.monitor={monitor!r} is a metric of the fusion (fused/* or gates/*), which is "
+            "not computed when the fusion is not trained (loss.fused=none, or a model without "
+            "classifier); monitor a retrieval metric (train.monitor=auto) or train the fusion "
+            "with loss.fused=classify"
+        )
 
 
 class Trainer:
@@ -129,6 +142,10 @@ class Trainer:
             ``train/<term>`` (each loss term averaged over the epoch's batches), ``lr`` (the
             base learning rate after the epoch's last step), ``temperature`` (when the loss
             has one), every ``val/<metric>`` and ``epoch``.
+
+    ``trains_fusion`` (:func:`fuses_in_training`): whether the loss trains the fusion; when not,
+    neither training nor evaluation runs it, so no ``fused/*`` or ``gates/*`` metric exists and
+    ``train.monitor`` may not name one (a ValueError here, before training).
     """
 
     def __init__(
@@ -149,7 +166,11 @@ class Trainer:
             )
         self.model, self.objective, self.data = model, objective, data
         self.config, self.callbacks = config, list(callbacks)
-        self._fuse_in_training = fuses_in_training(model, objective)
+        self.trains_fusion = fuses_in_training(model, objective)
+        check_monitor(train.monitor, self.trains_fusion)
+        if not self.trains_fusion:
+            log.info("the loss does not train the fusion (loss.fused=none or no classifier): "
+                     "fused/* and gates/* metrics are not computed")
         self.stages: list[Stage] = list(train.stages)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -266,7 +287,7 @@ class Trainer:
         """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with autocast:
-            out = self.model(batch, fuse=self._fuse_in_training)
+            out = self.model(batch, fuse=self.trains_fusion)
             total, terms = self.objective(out, batch)
         if not torch.isfinite(total):
             raise NonFiniteLossError(
@@ -288,9 +309,10 @@ class Trainer:
         return {k: float(v) for k, v in terms.items()}
 
     def validate(self) -> dict[str, float]:
-        """Every metric on the validation split, keys prefixed ``val/``."""
+        """Every metric on the validation split, keys prefixed ``val/`` (those of the fused
+        output only when the fusion is trained)."""
         loader = self.data.loader("val", self.config.train.eval_batch_size)
-        outputs = collect_outputs(self.model, loader, self.device)
+        outputs = collect_outputs(self.model, loader, self.device, fuse=self.trains_fusion)
         metrics = score(outputs, self.data.dataset.group_names, self.config.pairing)
         return {f"val/{k}": v for k, v in metrics.items()}
 
