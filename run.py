@@ -24,6 +24,15 @@ from mmgnn.config import register_configs
 register_configs()
 
 
+def check_experiment_flag(argv: list[str]) -> None:
+    """``experiment`` is not in the defaults list (a preset is added with ``+``): say so
+    instead of Hydra's "No match in the defaults list"."""
+    for arg in argv:
+        if arg.startswith("experiment="):
+            sys.exit(f"error: {arg}: an experiment preset is added with '+': "
+                     f"python run.py -m +{arg} (the presets: python run.py --help)")
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from mmgnn.train.job import main_job
@@ -32,4 +41,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_experiment_flag(sys.argv[1:])
     main()

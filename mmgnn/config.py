@@ -1,9 +1,10 @@
 """Structured configs: schemas for the config groups whose fields are fixed.
 
-Registered in Hydra's ConfigStore as ``<group>/schema`` and named first in each option's
-``defaults`` list, so a misspelt key or a value of the wrong type fails at start with Hydra's
-own message (``train.epochs=abc`` -> ``Value 'abc' could not be converted to Integer``).
-The groups that build objects with ``_target_`` (gnn, skip, fusion, model, loss) are checked
+Registered in Hydra's ConfigStore as ``<group>_schema`` (outside every config group, so
+``--help`` lists only real options and ``data=data_schema`` is not one) and named first in each
+option's ``defaults`` list (``- /data_schema@_here_``), so a misspelt key or a value of the
+wrong type fails at start with Hydra's own message (``train.epochs=abc`` -> ``Value 'abc' could
+not be converted to Integer``). The groups that build objects with ``_target_`` (gnn, skip, fusion, model, loss) are checked
 against their constructors' signatures and annotations by :func:`check_targets` at start.
 
 The dataclasses below are the one place where the defaults of data, optim, sched, train and
@@ -28,8 +29,8 @@ from hydra.core.config_store import ConfigStore
 class DataConfig:
     """``data`` group: which dataset and how it is prepared."""
 
-    name: str = "synthetic"
     loader: Any = None  # _target_ + arguments of the loader function
+    seed: int = 0  # the data's seed (split, synthesis, partners); the model's is the top-level seed
     pairing: str = "item"  # item | label: what corresponds across modalities
     standardize: bool = True  # per-modality z-score with train-split statistics
     path: Optional[str] = None  # data=folder: the dataset folder
@@ -55,7 +56,6 @@ class GraphConfig:
 class OptimConfig:
     """``optim`` group: AdamW with decoupled weight decay on weights only."""
 
-    name: str = "adamw"
     lr: float = 3e-3
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -67,7 +67,6 @@ class OptimConfig:
 class SchedConfig:
     """``sched`` group: linear warm-up then cosine annealing, stepped per optimiser step."""
 
-    name: str = "warmup_cosine"
     warmup_fraction: float = 0.1
     min_lr_ratio: float = 0.05
 
@@ -176,21 +175,91 @@ def as_schema(node: Any, schema: type) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
 
 
+class ConfigError(ValueError):
+    """A config a run cannot use, found before any data is loaded; the message names the key,
+    the value and what is allowed (``run.py`` prints it as one line)."""
+
+
+# key -> (test of the value, what it must be): the constraints the schemas' types cannot say.
+VALUE_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "data.pairing": (lambda v: v in ("item", "label"), "one of item, label"),
+    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.modality_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.patience": (lambda v: v >= 0, ">= 0 (0: never stop early)"),
+    "train.min_delta": (lambda v: v >= 0, ">= 0"),
+    "train.num_threads": (lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    "train.max_items": (lambda v: v is None or v >= 2, "null or >= 2"),
+    "train.stop_after_epoch": (lambda v: v is None or v >= 0, "null or >= 0"),
+    "train.device": (lambda v: v in ("auto", "cpu", "cuda") or str(v).removeprefix("cuda:").isdigit(),
+                     "auto, cpu, cuda or cuda:N"),
+    "optim.lr": (lambda v: v > 0, "> 0"),
+    "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)"),
+    "optim.eps": (lambda v: v > 0, "> 0"),
+    "optim.grad_clip": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "sched.warmup_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "sched.min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "budget": (lambda v: v is None or v > 0, "null or a parameter count > 0"),
+    "loss.fused_weight": (lambda v: v >= 0, ">= 0"),
+    "loss.alignment_weight": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def check_values(cfg: Any) -> None:
+    """The values of a composed run config that its schema's types admit but no run can use.
+
+    Raises:
+        ConfigError: naming the key, the value and the constraint, e.g.
+            ``train.stages.0.epochs=-1: must be >= 1``.
+    """
+    from omegaconf import OmegaConf
+
+    def fail(key: str, value: Any, rule: str) -> typing.NoReturn:
+        raise ConfigError(f"{key}={value!r}: must be {rule}")
+
+    if cfg.data.loader is not None and "path" in cfg.data.loader and cfg.data.path is None:
+        raise ConfigError(f"data.path is not set, and this dataset's loader "
+                          f"({cfg.data.loader._target_}) reads a folder: "
+                          "python run.py data=folder data.path=/path/to/dataset")
+    for key, (test, rule) in VALUE_RULES.items():
+        value = OmegaConf.select(cfg, key)
+        if not test(value):
+            fail(key, value, rule)
+    if not cfg.train.stages:
+        raise ConfigError("train.stages is empty: give at least one stage (e.g. train=joint)")
+    for i, stage in enumerate(cfg.train.stages):
+        if stage.epochs < 1:
+            fail(f"train.stages.{i}.epochs", stage.epochs, ">= 1")
+    for i, level in enumerate(cfg.train.robustness.noise_levels):
+        if level < 0:
+            fail(f"train.robustness.noise_levels.{i}", level, ">= 0")
+
+
+# The schema of each group whose fields are fixed (the other groups build objects: _target_).
+SCHEMAS: dict[str, type] = {
+    "data": DataConfig,
+    "graph": GraphConfig,
+    "optim": OptimConfig,
+    "sched": SchedConfig,
+    "train": TrainConfig,
+    "tracking": TrackingConfig,
+}
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (call before ``@hydra.main`` runs)."""
     cs = ConfigStore.instance()
-    cs.store(group="data", name="schema", node=DataConfig)
-    cs.store(group="graph", name="schema", node=GraphConfig)
-    cs.store(group="optim", name="schema", node=OptimConfig)
-    cs.store(group="sched", name="schema", node=SchedConfig)
-    cs.store(group="train", name="schema", node=TrainConfig)
-    cs.store(group="tracking", name="schema", node=TrackingConfig)
+    for group, schema in SCHEMAS.items():
+        cs.store(name=f"{group}_schema", node=schema)
 
 
 def _accepts(annotation: Any, value: Any) -> bool:
-    """Whether ``value`` fits a simple annotation (int, float, str, bool, Optional/Union)."""
+    """Whether ``value`` fits a simple annotation (int, float, str, bool, Literal, Optional/Union)."""
     if annotation is inspect.Parameter.empty or annotation is Any:
         return True
+    if typing.get_origin(annotation) is typing.Literal:
+        return value in typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return any(_accepts(a, value) for a in typing.get_args(annotation))
     if annotation is type(None):
@@ -202,6 +271,13 @@ def _accepts(annotation: Any, value: Any) -> bool:
     if annotation in (int, str):
         return isinstance(value, annotation) and not isinstance(value, bool)
     return True  # containers, callables, modules: left to the constructor
+
+
+def _describe(annotation: Any) -> str:
+    """An annotation in words: ``one of 'mean', 'max'`` for a Literal, else its name."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def check_targets(node: Any, path: str) -> None:
@@ -227,7 +303,7 @@ def check_targets(node: Any, path: str) -> None:
         value = OmegaConf.select(node, str(key))
         if key not in signature.parameters:
             if not open_kwargs:
-                raise ValueError(
+                raise ConfigError(
                     f"{path}.{key}: {node._target_} takes no parameter {key!r}; it takes "
                     + ", ".join(n for n in signature.parameters if n != "self")
                 )
@@ -235,10 +311,7 @@ def check_targets(node: Any, path: str) -> None:
         if isinstance(value, DictConfig):
             check_targets(value, f"{path}.{key}")
         elif not _accepts(hints.get(str(key), inspect.Parameter.empty), value):
-            raise ValueError(
-                f"{path}.{key}={value!r}: {node._target_} expects "
-                f"{getattr(hints[str(key)], '__name__', hints[str(key)])}"
-            )
+            raise ConfigError(f"{path}.{key}={value!r}: {node._target_} expects {_describe(hints[str(key)])}")
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -273,13 +346,13 @@ def group_options(group: str) -> list[str]:
 
     Read by Hydra's own config repository from ``conf/`` and ``$MMGNN_CONFIG_PATH``, so the
     tests, benchmarks and presets that cover "every gnn / fusion / ..." pick up a new option
-    (one class + one YAML) without a list to edit. The schema entries are left out; nested
-    groups are named with ``/`` (``graph/builder``).
+    (one class + one YAML) without a list to edit. Nested groups are named with ``/``
+    (``graph/builder``).
     """
     from hydra.core.object_type import ObjectType
 
     options = _config_repository().get_group_options(group, results_filter=ObjectType.CONFIG)
-    return sorted(o for o in options if o != "schema")
+    return sorted(options)
 
 
 def load_option(group: str, name: str) -> Any:

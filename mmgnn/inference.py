@@ -76,7 +76,8 @@ class TrainedRun:
         return cls(cfg, model, standardizer, dict(meta["modality_dims"]))
 
     def embed(self, dataset: MultimodalDataset, batch_size: int = 512) -> SplitOutputs:
-        """Embeddings, fused vectors, gates and logits of every item of ``dataset``."""
+        """Embeddings of every item of ``dataset``, with its fused vectors, gates and logits
+        when the run trained its fusion (``None`` otherwise)."""
         dims = {m: d.dim for m, d in dataset.modalities.items()}
         if dims != self.modality_dims:
             raise ValueError(f"the run was trained on modalities {self.modality_dims} "
@@ -94,7 +95,9 @@ class TrainedRun:
                             encodings=encodings)
         rows = np.arange(dataset.n_items, dtype=np.int64)
         device = next(self.model.parameters()).device
-        return collect_outputs(self.model, data.loader("test", batch_size, rows=rows), device)
+        # A run without a classifier did not train its fusion (loss.fused=none): no fused output.
+        return collect_outputs(self.model, data.loader("test", batch_size, rows=rows), device,
+                               fuse=self.model.classifier is not None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mmgnn.train.allocator import keep_freed_memory
+from mmgnn.train.allocator import keep_freed_memory, restore_malloc_defaults
 
 PROBE = """
 import ctypes, sys
@@ -16,7 +16,10 @@ class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
                                                   "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc.mallinfo2.restype = MallInfo2
-applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+applied = keep_freed_memory() if sys.argv[1] in ("keep", "keep-then-restore") else False
+if sys.argv[1] == "keep-then-restore":  # a later job of the process with keep_freed_memory=false
+    from mmgnn.train.allocator import restore_malloc_defaults
+    applied = not restore_malloc_defaults()
 before = libc.mallinfo2().hblks
 buffer = torch.empty(30 << 18)  # 30 MiB: above any mmap threshold glibc reached while importing
 print(applied, libc.mallinfo2().hblks - before)
@@ -41,6 +44,11 @@ def test_kept_memory_serves_a_large_buffer_from_the_heap_instead_of_mmap():
 
     assert mmapped_chunks("default") == ("False", 1)
     assert mmapped_chunks("keep") == ("True", 0)
+    assert mmapped_chunks("keep-then-restore") == ("False", 1)  # mmap again, as by default
+
+
+def test_restoring_without_keeping_first_changes_nothing():
+    assert restore_malloc_defaults() is False
 
 
 def test_thresholds_a_c_int_cannot_hold_are_refused_before_calling_glibc():

@@ -37,7 +37,7 @@ SCHEMAS = {
 
 # The keys an option may set away from the schema's default: what the option *is*.
 OPTION_KEYS = {
-    "data": {"name", "loader", "path", "pairing"},  # the dataset, and what corresponds in it
+    "data": {"loader", "path", "pairing"},  # the dataset, and what corresponds in it
     "graph": {"default", "modalities"},  # the builders
     "train": {"stages"},  # e.g. train=joint: one joint stage instead of staged fine-tuning
     "optim": set(),

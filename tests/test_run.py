@@ -267,6 +267,7 @@ def test_run_job_keeps_freed_memory_only_when_configured(keep, tmp_path, monkeyp
     import mmgnn.train.job as job
 
     calls = []
-    monkeypatch.setattr(job, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(job, "keep_freed_memory", lambda: calls.append("keep") or True)
+    monkeypatch.setattr(job, "restore_malloc_defaults", lambda: calls.append("restore") or True)
     run_job(compose_cfg([f"train.keep_freed_memory={str(keep).lower()}"]), tmp_path)
-    assert len(calls) == int(keep)
+    assert calls == (["keep"] if keep else ["restore"])  # false undoes an earlier job's setting

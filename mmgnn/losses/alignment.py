@@ -24,6 +24,8 @@ tensors keyed by name, e.g. ``hardneg/floor_share``; empty for losses without an
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import itertools
 import math
 import warnings
@@ -354,7 +356,7 @@ class HardNegativeInfoNCE(InfoNCE):
         temperature: float = 0.07,
         learn_temperature: bool = True,
         beta: float = 0.5,
-        beta_scale: str = "logit",
+        beta_scale: Literal[BETA_SCALES] = "logit",
         tau_plus: float = 0.0,
         gamma: float = 2.0,
         cross_group_topk: int = 8,

@@ -7,7 +7,7 @@ residual connections and the conv type (aggregation) are plain constructor argum
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Literal
 
 
 import dgl
@@ -123,9 +123,9 @@ class GNNBranch(nn.Module):
         num_layers: int = 2,
         pre_layers: int = 1,
         post_layers: int = 0,
-        activation: str = "relu",
+        activation: Literal[tuple(ACTIVATIONS)] = "relu",
         dropout: float = 0.1,
-        norm: str = "layer",
+        norm: Literal[NORMS] = "layer",
         residual: bool = True,
     ) -> None:
         super().__init__()

@@ -8,6 +8,8 @@ as its ``conv`` callable. Adding a conv type is one class here plus one ``conf/g
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import dgl
 import torch
 import torch.nn.functional as F
@@ -54,7 +56,7 @@ class SAGELayer(nn.Module):
         aggregator: ``"mean"`` (default), ``"gcn"``, ``"pool"`` or ``"lstm"`` (DGL ``SAGEConv``).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, aggregator: str = "mean") -> None:
+    def __init__(self, in_dim: int, out_dim: int, aggregator: Literal[SAGE_AGGREGATORS] = "mean") -> None:
         super().__init__()
         _check_choice("aggregator", aggregator, SAGE_AGGREGATORS)
         self.conv = SAGEConv(in_dim, out_dim, aggregator_type=aggregator)
@@ -149,7 +151,7 @@ class GINLayer(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, aggregator: str = "sum", learn_eps: bool = False
+        self, in_dim: int, out_dim: int, aggregator: Literal[GIN_AGGREGATORS] = "sum", learn_eps: bool = False
     ) -> None:
         super().__init__()
         _check_choice("aggregator", aggregator, GIN_AGGREGATORS)

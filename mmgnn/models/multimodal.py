@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 
 import dgl
@@ -14,7 +14,7 @@ from mmgnn.data.batch import MultimodalBatch
 from mmgnn.data.pe import Encoding
 from mmgnn.models.branch import GNNBranch
 from mmgnn.models.encoding import NodeEncoder
-from mmgnn.models.readout import Readout
+from mmgnn.models.readout import READOUTS, Readout
 from mmgnn.models.skip import ModalitySkip
 from mmgnn.models.text_encoder import TokenEncodedBranch
 
@@ -147,14 +147,14 @@ class MultimodalGNN(nn.Module):
         branch: Callable[[int], GNNBranch],
         skip: Callable[..., ModalitySkip],
         fusion: Callable[[int, int], nn.Module],
-        readout: str = "mean",
+        readout: Literal[READOUTS] = "mean",
         embed_dim: int = 64,
         num_classes: int = 0,
-        projection: str = "none",
+        projection: Literal[PROJECTIONS] = "none",
         readout_queries: int = 8,
         encodings: Mapping[str, Encoding] | None = None,
         pe_dims: Mapping[str, int] | None = None,
-        pe_combine: str = "concat",
+        pe_combine: Literal["concat", "add"] = "concat",
         token_encoders: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()

@@ -1,6 +1,8 @@
 """ModalitySkip: the residual from a modality's original embedding past its GNN branch."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ class ModalitySkip(nn.Module):
     ``[..., out_dim]``.
     """
 
-    def __init__(self, mode: str, in_dim: int, branch_dim: int) -> None:
+    def __init__(self, mode: Literal[SKIP_MODES], in_dim: int, branch_dim: int) -> None:
         super().__init__()
         if mode not in SKIP_MODES:
             raise ValueError(f"skip mode must be one of {SKIP_MODES}, got {mode!r}")

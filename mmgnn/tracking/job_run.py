@@ -295,5 +295,6 @@ class MLflowJobRun:
                 out.embeddings[names[0]][both], out.embeddings[names[1]][both],
                 (names[0], names[1]), folder / "similarity_test.png",
             ))
-            paths.append(plots.gate_distribution(out.gates, out.present, names, folder / "gates.png"))
+            if out.gates is not None:  # None when the loss does not train the fusion
+                paths.append(plots.gate_distribution(out.gates, out.present, names, folder / "gates.png"))
         return paths

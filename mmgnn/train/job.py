@@ -14,17 +14,17 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.config import TrainerConfig, check_targets
-from mmgnn.data.dataset import PAIRINGS, MultimodalDataset
+from mmgnn.config import ConfigError, TrainerConfig
+from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pe import dataset_encodings
 from mmgnn.data.pipeline import PreparedData, prepare_data
-from mmgnn.losses import MultimodalObjective
 from mmgnn.metrics import monitored_value
 from mmgnn.models import count_parameters, hidden_dim_for_budget
 from mmgnn.models.text_encoder import token_encoders_from_config
-from mmgnn.train.allocator import keep_freed_memory
+from mmgnn.train.allocator import keep_freed_memory, restore_malloc_defaults
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
+from mmgnn.train.preflight import build_objective, check_run_config
 from mmgnn.train.trainer import EpochCallback, FitResult, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,9 @@ class JobResult:
     outputs: SplitOutputs | None = None  # the test split's outputs (for plots)
 
 
-def check_object_groups(cfg: DictConfig) -> None:
-    """The ``_target_`` groups against their constructors, before any data is loaded."""
-    for group in ("gnn", "skip", "fusion", "model"):
-        check_targets(cfg[group], group)
-    check_targets(cfg.loss.alignment, "loss.alignment")
-    if OmegaConf.select(cfg, "text_encoder.encoder") is not None:
-        check_targets(cfg.text_encoder.encoder, "text_encoder.encoder")
-
-
 def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
-    """Combinations of config and data that cannot work fail here, before training."""
-    if cfg.data.pairing not in PAIRINGS:
-        raise ValueError(f"data.pairing must be one of {PAIRINGS}, got {cfg.data.pairing!r}")
+    """Combinations of config and data that cannot work fail here, before training (the config
+    alone was checked before the data loaded: :mod:`mmgnn.train.preflight`)."""
     if dataset.labels is None:
         if cfg.data.pairing == "label":
             raise ValueError("data.pairing=label needs a label column in items.csv")
@@ -98,7 +88,7 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
         self_loops=cfg.graph.self_loops,
         standardize=cfg.data.standardize,
         max_items=cfg.train.max_items,
-        seed=cfg.seed,
+        seed=cfg.data.seed,
         encodings=dataset_encodings(OmegaConf.to_container(cfg.pe, resolve=True), dataset),
     )
 
@@ -138,15 +128,6 @@ def build_model(cfg: DictConfig, data: PreparedData) -> torch.nn.Module:
             encoder.requires_grad_(True)
         log.info("budget %d parameters: gnn hidden size %d", cfg.budget, hidden_dim)
     return build(hidden_dim)
-
-
-def build_objective(cfg: DictConfig) -> MultimodalObjective:
-    return MultimodalObjective(
-        alignment=instantiate(cfg.loss.alignment),
-        fused=cfg.loss.fused,
-        fused_weight=cfg.loss.fused_weight,
-        alignment_weight=cfg.loss.alignment_weight,
-    )
 
 
 def data_summary(data: PreparedData) -> str:
@@ -194,8 +175,10 @@ def run_job(
         log.info("torch threads: %d", cfg.train.num_threads)
     if cfg.train.keep_freed_memory:
         keep_freed_memory()
+    else:  # an earlier job of this process (a sequential multirun) may have kept it
+        restore_malloc_defaults()
 
-    check_object_groups(cfg)
+    check_run_config(cfg)
     dataset = load_dataset(cfg)
     check_config(cfg, dataset)
     data = prepare(cfg, dataset)
@@ -218,12 +201,15 @@ def run_job(
 
 def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult:
     """Score the trainer's model (the best checkpoint, loaded) on the test split, with the
-    robustness checks and the cost; write ``test_metrics.json`` and print the summary."""
+    robustness checks and the cost; write ``test_metrics.json`` and print the summary. The
+    fusion runs only when the loss trained it (``trainer.trains_fusion``): otherwise no
+    ``fused/*`` or ``gates/*`` metric is computed, printed or recorded."""
     data, model, device = trainer.data, trainer.model, trainer.device
     config = trainer.config
     eval_batch_size, pairing = config.train.eval_batch_size, config.pairing
     t0 = time.perf_counter()
-    outputs = collect_outputs(model, data.loader("test", eval_batch_size), device)
+    outputs = collect_outputs(model, data.loader("test", eval_batch_size), device,
+                              fuse=trainer.trains_fusion)
     eval_seconds = time.perf_counter() - t0
     test = score(outputs, data.dataset.group_names, pairing)
     rob = robustness(
@@ -236,6 +222,7 @@ def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult
         missing=config.train.robustness.missing,
         noise_levels=list(config.train.robustness.noise_levels),
         seed=config.seed,
+        fuse=trainer.trains_fusion,
     )
     complexity = {
         "params/total": float(count_parameters(model)),
@@ -326,10 +313,17 @@ def main_job(cfg: DictConfig) -> float:
     re-runs it); a single run always trains.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from mmgnn.tracking import MLflowJobRun
 
     hc = HydraConfig.get()
+    try:  # before any data is loaded and before any MLflow run exists
+        check_run_config(cfg)
+    except ConfigError as error:
+        if hc.mode != RunMode.MULTIRUN:
+            raise SystemExit(f"error: {error}") from None
+        raise  # the sweep records the failed job and goes on
     run_dir = hc.runtime.output_dir
     n_jobs = OmegaConf.select(hc.launcher, "n_jobs", default=None)
     if cfg.train.num_threads == 0 and n_jobs and n_jobs > 1:

@@ -2,6 +2,8 @@
 "Multimodal Transformer for Unaligned Multimodal Language Sequences", ACL 2019)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,7 +196,7 @@ class CrossAttentionFusion(Fusion):
         dim: int,
         num_heads: int = 4,
         num_blocks: int = 1,
-        attend: str = "pair",
+        attend: Literal[ATTEND] = "pair",
         ff_mult: int = 2,
         dropout: float = 0.1,
     ) -> None:
