@@ -271,9 +271,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, tmp_path):
-    """``loss.fused=none``: the step skips fusion and classifier (no gradient reaches them) and
-    trains every parameter exactly as a step that ran them and threw them away; with the fused
-    term (``build``'s objective) every step fuses."""
+    """``loss.fused=none``: the step skips fusion and classifier (no gradient reaches them) and,
+    with no dropout in the fusion, trains every parameter exactly as a step that ran them and
+    threw them away; with the fused term (``build``'s objective) every step fuses."""
     assert make_trainer(data, tmp_path / "classify", [Stage("joint", 1)]).trains_fusion
     params, losses = {}, {}
     for fuse in (True, False):
@@ -299,6 +299,28 @@ def test_a_loss_without_the_fused_term_trains_without_running_the_fusion(data, t
         assert torch.equal(value, params[False][name]), name
     start = snapshot(build(data)[0].fusion)
     assert start.keys() and all(torch.equal(params[False][f"fusion.{n}"], v) for n, v in start.items())
+
+
+def test_skipping_a_fusion_with_dropout_changes_the_random_stream_of_later_steps(data, tmp_path):
+    """The docs' claim is "the same training up to the random-number stream": a fusion with
+    dropout draws random numbers that the skipped step does not, so the branches' later dropout
+    masks differ and so do the trained weights (an exact equality would be a false claim)."""
+    params = {}
+    for fuse in (True, False):
+        seed_everything(0)
+        model = MultimodalGNN(
+            {m: d.dim for m, d in data.dataset.modalities.items()},
+            branch=partial(GNNBranch, conv=partial(SAGELayer), hidden_dim=16, num_layers=2, dropout=0.5),
+            skip=partial(ModalitySkip, mode="sum"), fusion=partial(GatedFusion, dropout=0.5),
+            embed_dim=16, num_classes=data.dataset.num_classes,
+        )
+        trainer = Trainer(model, MultimodalObjective(InfoNCE(), fused="none"), data,
+                          trainer_config([Stage("joint", 1)]), tmp_path / str(fuse))
+        trainer.trains_fusion = fuse
+        trainer._train_epoch(0, trainer.stages[0])
+        params[fuse] = snapshot(model)
+    branch = [n for n in params[True] if n.startswith("branches.")]
+    assert any(not torch.equal(params[True][n], params[False][n]) for n in branch)
 
 
 def untrained_fusion_trainer(data, tmp_path, **train):
