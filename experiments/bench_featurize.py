@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from experiments.make_raw_example import make_raw_example
+from experiments.markdown import add_markdown_option, write_if_asked
 from mmgnn.featurize import AudioFeaturizer, ImageFeaturizer, TextFeaturizer, featurize
 
 
@@ -61,12 +62,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu", help="text encoder device (auto, cpu, cuda)")
+    add_markdown_option(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = measure(args.per_class, 4, args.repeats, args.batch_size, args.device)
     print(f"{result['items']} items, {args.repeats} repeats, batch {args.batch_size}, "
           f"{args.threads} thread(s), device {args.device}; MiniLM load {result['load_seconds']:.1f} s")
     print(table(result))
+    write_if_asked(args, argv, "experiments.bench_featurize", "Benchmark: featurizing raw files",
+                   f"{result['items']} items, {args.repeats} repeats, batch {args.batch_size}, "
+                   f"{args.threads} thread(s), device {args.device}; MiniLM load "
+                   f"{result['load_seconds']:.1f} s.\n\n{table(result)}")
 
 
 if __name__ == "__main__":

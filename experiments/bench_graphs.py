@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from experiments.markdown import add_markdown_option, write_if_asked
 from mmgnn.data.batch import MultimodalCollator
 from mmgnn.data.dataset import ModalityData, MultimodalDataset
 from mmgnn.data.graphs import (
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    add_markdown_option(parser)
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -179,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Median of {args.repeats} repeats (time.perf_counter).\n")
     print(markdown_table(results))
     print(f"\nMachine: {machine()}")
+    write_if_asked(args, argv, "experiments.bench_graphs", "Benchmark: graph building and collation",
+                   f"Median of {args.repeats} repeats (time.perf_counter); {machine()}.\n\n"
+                   + markdown_table(results))
 
 
 if __name__ == "__main__":

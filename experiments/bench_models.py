@@ -14,6 +14,7 @@ and the interquartile range over ``--repeats`` steps after ``--warmup`` steps
 (``time.perf_counter``), and the machine it ran on.
 
     python -m experiments.bench_models [--batch-size 128] [--repeats 20] [--warmup 3] [--threads N]
+        [--markdown docs/results/bench_models.md]
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from experiments.markdown import add_markdown_option, write_if_asked
 from mmgnn.config import CONF_DIR, group_options, load_option, register_configs
 from mmgnn.data.batch import MultimodalBatch, MultimodalCollator
 from mmgnn.data.graphs import build_graphs, graph_specs_from_config
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    add_markdown_option(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{1e3 * statistics.median(seconds):.1f} | {1e3 * (q3 - q1):.1f} |"
         )
     print("\n".join(lines))
+    write_if_asked(args, argv, "experiments.bench_models", "Benchmark: models", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ Three commands:
     python -m experiments.bench_pe alone RUN_DIR [RUN_DIR ...] [--split val]
         fused accuracy of finished runs (best checkpoint) on a split with every modality and
         with each modality alone: choosing settings on ``val``, never on ``test``.
+
+``cost``, ``control`` and ``table`` take ``--markdown PATH``: the table also as a page with the
+command, date, code version and machine above it (:mod:`experiments.markdown`).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from experiments.bench_models import machine_info, time_steps
+from experiments.markdown import add_markdown_option, frame_table, write_if_asked
 from mmgnn.analysis.stats import t_interval
 from mmgnn.config import CONF_DIR, group_options, register_configs
 from mmgnn.data.dataset import MultimodalDataset
@@ -228,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     control.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     table = sub.add_parser("table")
     table.add_argument("sweep_dir")
+    for command in (cost, control, table):
+        add_markdown_option(command)
     alone = sub.add_parser("alone")
     alone.add_argument("run_dirs", nargs="+")
     alone.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -235,17 +241,35 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     if args.command == "cost":
         print(machine_info())
-        print(cost_table(args.data, args.repeats, args.steps).to_string(float_format=lambda v: f"{v:.3f}"))
+        costs = cost_table(args.data, args.repeats, args.steps)
+        print(costs.to_string(float_format=lambda v: f"{v:.3f}"))
+        write_if_asked(args, argv, "experiments.bench_pe", f"Benchmark: positional encodings on {args.data}",
+                       f"Per `pe` option: precompute seconds (median of {args.repeats} cold "
+                       f"computations of every modality's encoding), training items/s (forward "
+                       f"and backward, batches of {BATCH}, median of {args.steps} steps), and the "
+                       f"speed against `pe=none`; 1 torch thread.\n\n{frame_table(costs)}")
     elif args.command == "control":
-        print(control_table(args.data, args.seeds).to_string(float_format=lambda v: f"{v:.3f}"))
+        controls = control_table(args.data, args.seeds)
+        print(controls.to_string(float_format=lambda v: f"{v:.3f}"))
+        write_if_asked(args, argv, "experiments.bench_pe", f"Linear control on {args.data}",
+                       "Logistic regression on each modality's nodes kept in order, test accuracy "
+                       f"over data seeds {args.seeds}: mean, std, count.\n\n{frame_table(controls)}")
     elif args.command == "alone":
         rows = {d: single_modality_accuracy(d, args.split) for d in args.run_dirs}
         print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.3f}"))
     else:
         rows = sweep_rows(args.sweep_dir)
         print(format_sweep_table(sweep_table(rows)).to_string())
+        body = ("Test fused accuracy with every modality and with each modality alone, mean +- std "
+                f"over seeds (n = runs).\n\n{frame_table(format_sweep_table(sweep_table(rows)))}")
         if (rows.gnn == "mlp").any() and (rows.gnn != "mlp").any():
-            print("\n" + format_gaps(mlp_gaps(rows)))
+            gaps = mlp_gaps(rows)
+            print("\n" + format_gaps(gaps))
+            body += ("\n\nEach message-passing gnn against `gnn=mlp`, paired on (`data.seed`, `seed`); "
+                     "`ci_low`..`ci_high`: 95% Student-t interval of the mean gap over the pairs (an "
+                     "interval that contains 0: no detectable difference).\n\n"
+                     + frame_table(gaps, lambda v: f"{v:+.3f}"))
+        write_if_asked(args, argv, "experiments.bench_pe", "Positional encodings: the sweep table", body)
 
 
 if __name__ == "__main__":

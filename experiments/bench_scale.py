@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.markdown import add_markdown_option, write_if_asked
+
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("data_s", "graphs_s", "collate_s", "train_s", "eval_s")
 
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--max-batches", type=int, default=None,
                         help="stop the epoch (and the evaluation) after this many batches (smoke runs)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    add_markdown_option(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         print(json.dumps(measure(args.worker, args.threads, args.override, args.max_batches)))
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"One epoch of the default config on synthetic data, {args.threads} threads, overrides "
           f"{args.override or 'none'}; load average at start {load}\n")
     print("\n".join(table(rows)))
+    write_if_asked(args, argv, "experiments.bench_scale", "Benchmark: cost against the number of items",
+                   f"One epoch of the default config on synthetic data, {args.threads} threads, "
+                   f"overrides {args.override or 'none'}; load average at start {load}.\n\n"
+                   + "\n".join(table(rows)))
     return rows
 
 

@@ -58,6 +58,8 @@ from dgl.nn import GATConv
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from experiments.markdown import add_markdown_option, write_if_asked
+
 KINDS = ("project", "reference")
 OVERRIDES = ("gnn=gat", "skip=sum", "fusion=xattn", "loss=infonce", "loss.fused=none", "fusion.dropout=0")
 """The project's configuration of the workload (its own configs with these overrides)."""
@@ -397,6 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--override", action="append", default=[],
                         help="extra Hydra override of the project's config (repeatable)")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
+    add_markdown_option(parser)
     return parser.parse_args(argv)
 
 
@@ -419,6 +422,8 @@ def main(argv: list[str] | None = None) -> dict:
         *summary(rounds),
     ]
     print("\n".join(lines))
+    write_if_asked(args, argv, "experiments.bench_step", "Benchmark: the project against plain DGL",
+                   "\n".join(lines))
     return {"rounds": rounds, "params": params}
 
 

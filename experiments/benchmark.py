@@ -19,6 +19,8 @@ import resource
 import statistics
 import time
 
+from experiments.markdown import add_markdown_option, frame_table, write_if_asked
+
 VARIED_GROUPS = ("gnn", "fusion")
 """Every option of these groups (``conf/`` and ``$MMGNN_CONFIG_PATH``) is one variant."""
 
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1200, 4800])
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    add_markdown_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {torch.__version__}, {args.threads} threads; medians over {args.batches} "
           "batches of 128 (train) after one warm-up\n")
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    write_if_asked(args, argv, "experiments.benchmark", "Benchmark: training and evaluation speed",
+                   f"Each variant in a fresh process, {args.threads} torch threads; medians over "
+                   f"{args.batches} batches of 128 (train) after one warm-up.\n\n"
+                   + frame_table(frame.set_index(frame.columns[0]), lambda v: f"{v:,.1f}"))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python -m experiments.report --experiment ablate_skip            (its latest sweep)
     python -m experiments.report --parent <parent run id> [--tracking-uri URI]
         [--out DIR] [--metrics m1,m2,...] [--baseline skip=none] [--no-log]
+        [--markdown docs/results/NAME.md]
 
 Which runs: the sweep's children, the earlier FINISHED runs it reused, and the jobs that failed
 before their MLflow run existed (:func:`mmgnn.analysis.load_runs`). ``--experiment`` alone
@@ -16,7 +17,9 @@ other run is counted and named. A metric a run did not log to MLflow is read fro
 
 Written into ``<sweep dir>/report/`` (``--out`` overrides) and, unless ``--no-log``, logged to
 the parent run under ``report/``, whose description becomes the ablation table (the files:
-:mod:`mmgnn.analysis.report`).
+:mod:`mmgnn.analysis.report`). ``--markdown PATH`` also writes the ablation, rank and effects
+tables as one page with the command, date, code versions and machine above them
+(:mod:`experiments.markdown`): the results pages of ``docs/``.
 """
 from __future__ import annotations
 
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a factor's baseline level (repeat or comma-separate)")
     parser.add_argument("--no-log", action="store_true",
                         help="do not log the report as artifacts of the parent run")
+    parser.add_argument("--markdown", metavar="PATH",
+                        help="also write the ablation, rank and effects tables as one markdown page, "
+                        "with the command, date, code versions and machine above them")
     return parser
 
 
@@ -71,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the command, for --markdown
     if not args.experiment and not args.parent:
         parser.error("give --experiment NAME (its latest sweep) or --parent RUN_ID")
     try:
@@ -92,12 +99,47 @@ def _run(args: argparse.Namespace) -> Report:
                           baselines=parse_baselines(args.baseline), log=not args.no_log)
     print(report.path)
     print(report.ablation_md)
+    if args.markdown:
+        print(write_markdown(args.markdown, report, experiment, parent_id, args.argv))
     status = report.runs["status"] if report.runs is not None else None
     not_done = int((status != FINISHED).sum()) if status is not None else 0
     if not_done:
         print(f"{not_done} of {len(status)} runs did not finish: see {report.path.parent / 'failed.md'}",
               file=sys.stderr)
     return report
+
+
+def write_markdown(path: str, report: Report, experiment: str, parent_id: str,
+                   argv: Sequence[str]):
+    """The results page of ``report``: provenance (with the runs' code versions and commits),
+    the ablation table, the rank view and the effects tables (``ranks.md``, ``effects.md`` of
+    the report folder)."""
+    from experiments.markdown import command_line, write_page
+
+    runs = report.runs
+    finished = runs[runs["status"] == FINISHED] if runs is not None and "status" in runs else None
+    notes = [f"Sweep: parent run `{parent_id}` of MLflow experiment `{experiment}`"]
+    if finished is not None and len(finished):
+        def values(column: str) -> str:
+            found = finished[column].dropna().unique() if column in finished else []
+            return ", ".join(f"`{str(v)[:12]}`" for v in sorted(found)) or "unknown"
+
+        notes.append(f"Runs: {len(finished)} FINISHED, of code version "
+                     f"{values('tags.mmgnn.code_version')}, git commit "
+                     f"{values('tags.mlflow.source.git.commit')}; their times were measured "
+                     "where the sweep ran")
+    notes.append("Intervals: 95% Student-t intervals over seeds (levels) or over pairs "
+                 "(differences from the baseline); an interval that contains 0 means no "
+                 "detectable difference")
+    body = ["## Ablation table", "", report.ablation_md.strip()]
+    for name, title in (("ranks.md", "Rank view"), ("effects.md", "Effects")):
+        part = report.path.parent / name
+        if part.exists():  # its headings one level down
+            text = "\n".join(("#" + line) if line.startswith("#") else line
+                             for line in part.read_text().strip().splitlines())
+            body += ["", f"## {title}", "", text]
+    return write_page(path, f"Results: {experiment}", "\n".join(body),
+                      command_line("experiments.report", argv), notes=notes)
 
 
 if __name__ == "__main__":
