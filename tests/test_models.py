@@ -31,6 +31,8 @@ from mmgnn.models import (
 )
 from mmgnn.models.convs import GATLayer, GATv2Layer, GINLayer, LinearLayer, SAGELayer
 
+from conftest import ROOT
+
 GNNS = group_options("gnn")
 SKIPS = group_options("skip")
 FUSIONS = group_options("fusion")
@@ -131,10 +133,31 @@ def test_gnn_yaml_builds_a_branch(gnn):
 def test_gnn_yamls_choose_the_conv_and_aggregation():
     convs = {g: instantiate(load("gnn", g))(7).layers[0].conv for g in GNNS}
     assert isinstance(convs["mlp"], LinearLayer)
-    assert isinstance(convs["sage"], SAGELayer) and convs["sage"].conv._aggre_type == "mean"
-    assert isinstance(convs["gin"], GINLayer) and convs["gin"].conv._aggregator_type == "sum"
+    assert isinstance(convs["sage"], SAGELayer) and convs["sage"].aggregator == "mean"
+    assert isinstance(convs["gin"], GINLayer) and convs["gin"].aggregator == "sum"
     for name, cls in (("gat", GATLayer), ("gatv2", GATv2Layer)):
-        assert isinstance(convs[name], cls) and convs[name].conv._num_heads >= 4
+        assert isinstance(convs[name], cls) and convs[name].heads >= 4
+        assert convs[name].heads * convs[name].width == 64
+
+
+def test_models_read_no_private_attribute_of_a_library_object():
+    """DGL's private attributes (``conv._num_heads``) may change in any release: the layers
+    keep their own settings (``heads``, ``width``, ``aggregator``) and read those."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "mmgnn" / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and node.attr != "_target_"):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super":
+                continue
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
 
 
 @pytest.mark.parametrize("mode", SKIPS)
