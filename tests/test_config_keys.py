@@ -1,8 +1,8 @@
 """Every config key is read by something (docs/config_keys.md lists each with its reader).
 
 Every option of every group and every experiment preset is composed; each key it yields must be
-a parameter of its ``_target_``, a field of its encoding kind, or a row of the page whose
-readers name it in their source.
+a parameter of its ``_target_`` (a field of its encoding class, for the ``pe`` entries), or a row
+of the page whose readers name it in their source.
 """
 import importlib
 import inspect
@@ -10,11 +10,11 @@ import re
 from dataclasses import fields
 
 import pytest
-from hydra.utils import get_object
+from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mmgnn.config import CONF_DIR, group_options
-from mmgnn.data.pe import ENCODINGS
+from mmgnn.data.pe import Encoding
 from test_config import compose_cfg
 
 PAGE = CONF_DIR.parent / "docs" / "config_keys.md"
@@ -74,10 +74,13 @@ def check_target_parameters(prefix: str, node: DictConfig) -> None:
 
 
 def check_encoding_fields(prefix: str, node: DictConfig) -> None:
-    kind = node.get("kind")
-    assert kind in ENCODINGS, f"{prefix}.kind={kind!r}"
-    names = {f.name for f in fields(ENCODINGS[kind])} | {"kind"}
-    assert set(node) <= names, f"{prefix}: {set(node) - names} are not fields of {kind}"
+    """A pe entry: ``_target_`` names an encoding class, every other key is one of its fields."""
+    target = node.get("_target_")
+    assert target is not None, f"{prefix}: a pe entry names its encoding with _target_"
+    cls = get_class(target)
+    assert issubclass(cls, Encoding), f"{prefix}._target_={target!r} is no pe encoding"
+    names = {f.name for f in fields(cls)} | {"_target_"}
+    assert set(node) <= names, f"{prefix}: {set(node) - names} are not fields of {target}"
 
 
 def composed_keys() -> dict[str, str]:

@@ -166,22 +166,54 @@ def test_index_encoding_and_its_limit():
         IndexEncoding(max_index=3).compute(graphs_of([PATH4]))
 
 
+def entry(name: str, **options) -> dict:
+    """A pe entry as conf/pe/encoding/<name>.yaml writes it: ``_target_`` + options."""
+    cls = {"none": NoEncoding, "sinusoidal": SinusoidalEncoding, "laplacian": LaplacianEncoding,
+           "rwse": RandomWalkEncoding, "index": IndexEncoding}[name]
+    return {"_target_": f"mmgnn.data.pe.{cls.__name__}", **options}
+
+
 def test_config_errors_name_the_modality_and_the_option():
     has_pos = {"text": False, "image": True}
     with pytest.raises(ValueError, match="'text'.*sinusoidal.*pos"):
-        encodings_from_config(["text", "image"], has_pos, {"kind": "sinusoidal"})
-    fallback = encodings_from_config(["text", "image"], has_pos, {"kind": "sinusoidal"},
-                                     without_pos={"kind": "rwse", "steps": 3})
+        encodings_from_config(["text", "image"], has_pos, entry("sinusoidal"))
+    fallback = encodings_from_config(["text", "image"], has_pos, entry("sinusoidal"),
+                                     without_pos=entry("rwse", steps=3))
     assert fallback == {"text": RandomWalkEncoding(3), "image": SinusoidalEncoding()}
-    per = encodings_from_config(["text", "image"], has_pos, {"kind": "none"},
-                                {"image": {"kind": "laplacian", "k": 2}})
+    per = encodings_from_config(["text", "image"], has_pos, entry("none"),
+                                {"image": entry("laplacian", k=2)})
     assert per == {"text": NoEncoding(), "image": LaplacianEncoding(2)}
-    with pytest.raises(ValueError, match="kind must be one of"):
-        encodings_from_config(["image"], has_pos, {"kind": "lappe"})
-    with pytest.raises(ValueError, match="no options \\['k'\\]"):
-        encodings_from_config(["image"], has_pos, {"kind": "rwse", "k": 2})
+    with pytest.raises(ValueError, match="'image'.*cannot load pe encoding 'mmgnn.data.pe.LapPE'"):
+        encodings_from_config(["image"], has_pos, {"_target_": "mmgnn.data.pe.LapPE"})
+    with pytest.raises(ValueError, match="'image'.*is not a mmgnn.data.pe.Encoding subclass"):
+        encodings_from_config(["image"], has_pos, {"_target_": "mmgnn.data.graphs.ChainGraph"})
+    with pytest.raises(ValueError, match="names its encoding with _target_ .`kind: rwse` is the old form"):
+        encodings_from_config(["image"], has_pos, {"kind": "rwse"})
+    with pytest.raises(ValueError, match="'rwse' .*has no options \\['k'\\]"):
+        encodings_from_config(["image"], has_pos, entry("rwse", k=2))
+    with pytest.raises(ValueError, match="'image'.*rwse steps must be an integer"):
+        encodings_from_config(["image"], has_pos, entry("rwse", steps=0))
     with pytest.raises(ValueError, match="does not have"):
-        encodings_from_config(["image"], has_pos, {"kind": "none"}, {"audio": {"kind": "index"}})
+        encodings_from_config(["image"], has_pos, entry("none"), {"audio": entry("index")})
+
+
+def test_every_encoding_option_file_builds_its_class_with_the_class_defaults():
+    """conf/pe/encoding/<name>.yaml names the class whose ``kind`` is <name>, with its fields."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from mmgnn.config import CONF_DIR
+    from mmgnn.data.pe import Encoding, make_encoding
+
+    files = sorted((CONF_DIR / "pe" / "encoding").glob("*.yaml"))
+    assert {f.stem for f in files} == {c.kind for c in Encoding.__subclasses__()}
+    for file in files:
+        options = OmegaConf.to_container(OmegaConf.load(file))
+        encoding = make_encoding(options, file.name)
+        assert encoding.kind == file.stem
+        assert set(options) - {"_target_"} == {f.name for f in fields(encoding)}
+        assert encoding == type(encoding)()  # the file repeats the defaults
 
 
 def tiny_dataset() -> MultimodalDataset:
@@ -286,4 +318,4 @@ def test_a_folder_dataset_encodes_positions_where_it_has_them():
         none = OmegaConf.to_container(compose_cfg(overrides).pe, resolve=True)
         assert dataset_encodings(none, tiny_dataset()) == {"a": NoEncoding(), "b": NoEncoding()}
     rwse = OmegaConf.to_container(compose_cfg(folder + ["pe=rwse"]).pe, resolve=True)
-    assert rwse["default"]["kind"] == "rwse"
+    assert rwse["default"]["_target_"] == "mmgnn.data.pe.RandomWalkEncoding"

@@ -2,7 +2,9 @@
 
 What a node is told about where it sits, after GraphGPS (Rampasek et al., NeurIPS 2022,
 "Recipe for a General, Powerful, Scalable Graph Transformer"), which makes such encodings a
-config choice per dataset. One class per option:
+config choice per dataset. One :class:`Encoding` subclass per option, chosen in config by
+``_target_`` plus the class's own fields, like the graph builders
+(``conf/pe/encoding/<name>.yaml``; :func:`make_encoding`):
 
 ``none``        :class:`NoEncoding`, nothing (every node of a chain looks alike to the branch).
 ``sinusoidal``  :class:`SinusoidalEncoding`, Transformer sin/cos features of ``pos``
@@ -21,6 +23,11 @@ Encodings are raw float32 ``[total_nodes, raw_dim]`` tensors computed once per (
 content, graph config, encoding) by :func:`compute_encoding`, vectorised: the graph encodings
 stack all items of one node count into one ``[n_items, n, n]`` tensor (a Python loop over the
 distinct sizes only), and results are cached in memory like the graphs.
+
+>>> make_encoding({"_target_": "mmgnn.data.pe.RandomWalkEncoding", "steps": 4}, "pe.default")
+RandomWalkEncoding(steps=4)
+>>> describe(LaplacianEncoding(k=2))
+'laplacian(k=2)'
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -39,9 +47,28 @@ COMBINES = ("concat", "add")
 learned linear projection of it (the feature size stays ``d``)."""
 
 
+class Encoding:
+    """The base of every node encoding: a frozen dataclass whose fields are its options.
+
+    Class attributes: ``kind``, the option's short name (messages, :func:`describe`, the
+    model's choice of how to read it); ``needs_pos``, whether it reads node positions.
+    ``compute(graphs)`` returns float32 ``[total_nodes, raw_dim]`` for one modality's graphs.
+    """
+
+    kind: str = ""
+    needs_pos: bool = False
+
+    def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class NoEncoding:
-    """``pe=none``: nodes carry only their features (raw_dim 0)."""
+class NoEncoding(Encoding):
+    """``pe=none``: nodes carry only their features (raw_dim 0).
+
+    >>> NoEncoding().raw_dim
+    0
+    """
 
     kind = "none"
     needs_pos = False
@@ -55,7 +82,7 @@ class NoEncoding:
 
 
 @dataclass(frozen=True)
-class SinusoidalEncoding:
+class SinusoidalEncoding(Encoding):
     """Transformer-style features of node positions (Vaswani et al. 2017, Sec. 3.5).
 
     For every position column ``p`` (time for sequences, row and col for grids) and frequency
@@ -69,6 +96,13 @@ class SinusoidalEncoding:
 
     Output: float32 ``[N, 2 * num_frequencies * pos_columns]``, per column all sines then all
     cosines.
+
+    >>> SinusoidalEncoding(num_frequencies=2, base=100.0).frequencies().tolist()
+    [1.0, 0.1]
+    >>> SinusoidalEncoding(num_frequencies=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: sinusoidal num_frequencies must be an integer >= 1, got 0
     """
 
     num_frequencies: int = 8
@@ -149,7 +183,7 @@ def component_counts(adjacency: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LaplacianEncoding:
+class LaplacianEncoding(Encoding):
     """LapPE (Dwivedi et al. 2020, "Benchmarking Graph Neural Networks"): eigenvectors of each
     item's normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` (:func:`normalised_laplacian`).
 
@@ -185,12 +219,17 @@ class LaplacianEncoding:
 
 
 @dataclass(frozen=True)
-class RandomWalkEncoding:
+class RandomWalkEncoding(Encoding):
     """RWSE: ``[(P^1)_ii, ..., (P^steps)_ii]`` with ``P = D^-1 A`` (rows of isolated nodes 0).
 
     Invariant to node order; one batched matrix power series per distinct node count.
 
     Output: float32 ``[N, steps]``.
+
+    A triangle: from any node a walk returns after 2 steps with probability 1/2, after 3 with 1/4.
+
+    >>> RandomWalkEncoding(steps=3).compute(_doctest_graphs(3, [(0, 1), (1, 2), (0, 2)]))[0].tolist()
+    [0.0, 0.5, 0.25]
     """
 
     steps: int = 8
@@ -215,11 +254,14 @@ class RandomWalkEncoding:
 
 
 @dataclass(frozen=True)
-class IndexEncoding:
+class IndexEncoding(Encoding):
     """A node's index within its item (``0..n-1`` in node order), embedded by the model
     (``nn.Embedding(max_index, dim)``, learned). Items longer than ``max_index`` fail at start.
 
     Output: float32 ``[N, 1]`` holding the integer index.
+
+    >>> IndexEncoding().compute(_doctest_graphs(3, [(0, 1), (1, 2)]))[:, 0].tolist()
+    [0.0, 1.0, 2.0]
     """
 
     dim: int = 16
@@ -243,27 +285,51 @@ class IndexEncoding:
         return local.to(torch.float32)[:, None]
 
 
-Encoding = NoEncoding | SinusoidalEncoding | LaplacianEncoding | RandomWalkEncoding | IndexEncoding
-ENCODINGS: dict[str, type] = {
-    "none": NoEncoding,
-    "sinusoidal": SinusoidalEncoding,
-    "laplacian": LaplacianEncoding,
-    "rwse": RandomWalkEncoding,
-    "index": IndexEncoding,
-}
+def _doctest_graphs(n: int, edges: list[tuple[int, int]]) -> ModalityGraphs:
+    """One item of ``n`` nodes with the undirected ``edges`` (the docstrings' examples)."""
+    both = edges + [(b, a) for a, b in edges]
+    return ModalityGraphs(
+        name="m", x=torch.zeros(n, 1), ptr=torch.tensor([0, n]),
+        src=torch.tensor([a for a, _ in both]), dst=torch.tensor([b for _, b in both]),
+        edge_ptr=torch.tensor([0, len(both)]), pos=None,
+    )
 
 
 def make_encoding(options: Mapping, where: str) -> Encoding:
-    """An encoding from config fields, e.g. ``{"kind": "rwse", "steps": 16}``."""
+    """The encoding that ``options`` name: ``_target_`` (an :class:`Encoding` subclass) and
+    that class's fields, e.g. ``{"_target_": "mmgnn.data.pe.RandomWalkEncoding", "steps": 16}``
+    (``conf/pe/encoding/<name>.yaml`` holds one per option).
+
+    ``where`` says whose options these are (``"pe.default"``, ``"pe for modality 'text'"``);
+    every error names it and the option.
+
+    >>> make_encoding({"_target_": "mmgnn.data.pe.IndexEncoding", "dim": 4}, "pe.default")
+    IndexEncoding(dim=4, max_index=256)
+    >>> make_encoding({"_target_": "mmgnn.data.pe.RandomWalkEncoding", "k": 2}, "pe.default")
+    Traceback (most recent call last):
+    ...
+    ValueError: pe.default: pe encoding 'rwse' (mmgnn.data.pe.RandomWalkEncoding) has no options ['k']; its options are ['steps']
+    """
     options = dict(options or {})
-    kind = options.pop("kind", None)
-    if kind not in ENCODINGS:
-        raise ValueError(f"{where}: pe kind must be one of {tuple(ENCODINGS)}, got {kind!r}")
-    cls = ENCODINGS[kind]
+    target = options.pop("_target_", None)
+    if target is None:
+        hint = (f" (`kind: {options['kind']}` is the old form)" if "kind" in options else "")
+        raise ValueError(
+            f"{where}: a pe entry names its encoding with _target_{hint}; choose one from "
+            f"conf/pe/encoding/ (e.g. pe/encoding@pe.default=rwse) or give "
+            f"_target_: {__name__}.<{' | '.join(c.__name__ for c in Encoding.__subclasses__())}>"
+        )
+    try:
+        cls = get_class(str(target))
+    except Exception as error:  # Hydra's error names the module or attribute it missed
+        raise ValueError(f"{where}: cannot load pe encoding {target!r}: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Encoding)):
+        raise ValueError(f"{where}: pe encoding {target!r} is not a {__name__}.Encoding subclass")
     valid = [f.name for f in fields(cls)]
     unknown = [o for o in options if o not in valid]
     if unknown:
-        raise ValueError(f"{where}: pe kind {kind!r} has no options {unknown}; its options are {valid}")
+        raise ValueError(f"{where}: pe encoding {cls.kind!r} ({target}) has no options {unknown}; "
+                         f"its options are {valid}")
     try:
         return cls(**options)
     except ValueError as error:
@@ -271,7 +337,7 @@ def make_encoding(options: Mapping, where: str) -> Encoding:
 
 
 def describe(encoding: Encoding) -> str:
-    """A short readable form, e.g. ``rwse(steps=8)``."""
+    """A short readable form, e.g. ``rwse(steps=8)``, ``none``."""
     options = ", ".join(f"{k}={v}" for k, v in asdict(encoding).items())
     return f"{encoding.kind}({options})" if options else encoding.kind
 
@@ -288,13 +354,19 @@ def encodings_from_config(
     Args:
         modalities: the dataset's modality names, in order.
         has_pos: modality -> whether the data gives node positions.
-        default: fields of every modality's encoding, e.g. ``{"kind": "sinusoidal"}``.
-        per_modality: modality -> fields replacing ``default`` for that modality.
-        without_pos: fields used instead of ``default`` for modalities without ``pos`` (not
-            listed in ``per_modality``); ``None``: no fallback.
+        default: every modality's encoding (:func:`make_encoding`'s options), e.g.
+            ``{"_target_": "mmgnn.data.pe.SinusoidalEncoding"}``.
+        per_modality: modality -> its own encoding, replacing ``default``.
+        without_pos: the encoding of modalities without ``pos`` (not listed in
+            ``per_modality``) instead of ``default``; ``None``: no fallback.
     Raises:
         ValueError: an encoding that needs ``pos`` for a modality without it (naming the
-            modality), an unknown kind or option, or a listed modality the data lacks.
+            modality), an unknown encoding or option, or a listed modality the data lacks.
+
+    >>> rwse = {"_target_": "mmgnn.data.pe.RandomWalkEncoding", "steps": 3}
+    >>> encodings_from_config(["text", "image"], {"text": False, "image": True},
+    ...                       {"_target_": "mmgnn.data.pe.SinusoidalEncoding"}, without_pos=rwse)
+    {'text': RandomWalkEncoding(steps=3), 'image': SinusoidalEncoding(num_frequencies=8, base=10000.0, scale=1.0)}
     """
     modalities = tuple(modalities)
     per_modality = dict(per_modality or {})
@@ -313,8 +385,8 @@ def encodings_from_config(
         if encoding.needs_pos and not has_pos[name]:
             raise ValueError(
                 f"pe for modality {name!r}: the {encoding.kind} encoding reads node positions "
-                f"(pos), but modality {name!r} has none; choose another pe kind for it "
-                f"(pe.modalities.{name}.kind=rwse) or give pos in {name}.npz"
+                f"(pos), but modality {name!r} has none; choose another encoding for it "
+                f"(+pe/encoding@pe.modalities.{name}=rwse) or give pos in {name}.npz"
             )
         encodings[name] = encoding
     return encodings
