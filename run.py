@@ -1,8 +1,8 @@
 """mmgnn's Hydra entry point: `python run.py [group=option ...] [key=value ...]`.
 
-Everything happens in :func:`mmgnn.train.job.run_job`; this file only wires Hydra in.
-It returns the best validation value of the monitored metric, which Hydra's sweepers
-(e.g. Optuna) optimise.
+Everything happens in :func:`mmgnn.launch.job.main_job` (the tracked job around
+:func:`mmgnn.train.job.run_job`); this file only wires Hydra in. It returns the best validation
+value of the monitored metric, which Hydra's sweepers (e.g. Optuna) optimise.
 """
 import os
 import sys
@@ -19,8 +19,12 @@ if ROOT not in sys.path:
 import hydra
 from omegaconf import DictConfig
 
+from mmgnn import paths
 from mmgnn.config import register_configs
 
+# Run and sweep folders (hydra.run.dir, hydra.sweep.dir) are under $MMGNN_HOME, the root of
+# every output (mmgnn.paths): set here when unset, so Hydra and the MLflow store agree.
+os.environ.setdefault(paths.HOME_ENV, str(paths.home()))
 register_configs()
 
 
@@ -35,7 +39,7 @@ def check_experiment_flag(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from mmgnn.train.job import main_job
+    from mmgnn.launch.job import main_job
 
     return main_job(cfg)
 

@@ -11,25 +11,25 @@ else cannot run code, and one whose checkpoint would need pickled objects is ref
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mmgnn import paths
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.normalize import Standardizer
-from mmgnn.data.pe import dataset_encodings, encodings_from_config
+from mmgnn.data.pe import dataset_encodings
 from mmgnn.data.pipeline import prepare_data
-from mmgnn.models.text_encoder import check_token_ids, token_encoders_from_config
+from mmgnn.models.factory import ModelSummary, create_model
+from mmgnn.models.text_encoder import check_token_ids
 from mmgnn.train.checkpoint import CheckpointError, load_checkpoint
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs
 from mmgnn.train.job import graph_specs
 
-META_FILE = "model_meta.json"
+META_FILE = paths.MODEL_META_FILE
 
 
 @dataclass
@@ -44,36 +44,22 @@ class TrainedRun:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "TrainedRun":
         run_dir = Path(run_dir)
-        for needed in (".hydra/config.yaml", META_FILE, "checkpoints/best.pt"):
+        config = Path(paths.HYDRA_DIR) / paths.CONFIG_FILE
+        checkpoint = Path(paths.CHECKPOINT_DIR) / paths.BEST_CHECKPOINT
+        for needed in (config, META_FILE, checkpoint):
             if not (run_dir / needed).exists():
                 raise FileNotFoundError(f"{run_dir} is not a finished mmgnn run: no {needed}")
-        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        meta = json.loads((run_dir / META_FILE).read_text())
-        state = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)
-        # The node encodings as in training: which modalities had pos and the encodings' raw
-        # sizes are in model_meta.json (runs older than that: read off the encoder weights).
-        encoder_in = {m: state["model"].get(f"encoders.{m}.token.weight") for m in meta["modality_dims"]}
-        has_pos = meta.get("has_pos", {m: w is not None for m, w in encoder_in.items()})
-        pe_dims = meta.get("pe_dims", {m: w.shape[1] for m, w in encoder_in.items() if w is not None})
-        encodings = encodings_from_config(
-            meta["modality_dims"], has_pos, cfg.pe.default, cfg.pe.modalities, cfg.pe.without_pos,
-        ) if "pe" in cfg else {}
-        model = instantiate(
-            cfg.model,
-            _partial_=True,
-            modality_dims=meta["modality_dims"],
-            num_classes=meta["num_classes"],
-            branch=instantiate(cfg.gnn, hidden_dim=meta["gnn_hidden_dim"]),
-            skip=instantiate(cfg.skip),
-            fusion=instantiate(cfg.fusion),
-        )(encodings=encodings, pe_combine=OmegaConf.select(cfg, "pe.combine", default="concat"),
-          pe_dims=pe_dims,
-          token_encoders=token_encoders_from_config(OmegaConf.select(cfg, "text_encoder")))
+        cfg = OmegaConf.load(run_dir / config)
+        state = load_checkpoint(run_dir / checkpoint, device)
+        # The model factory of training, on the data summary training saved (runs older than
+        # its has_pos and pe_dims: read off the encoder weights).
+        summary = ModelSummary.load(run_dir / META_FILE, state_dict=state["model"])
+        model = create_model(cfg, summary)
         model.load_state_dict(state["model"])
         model.to(device).eval()
-        path = run_dir / "standardizer.npz"
+        path = run_dir / paths.STANDARDIZER_FILE
         standardizer = Standardizer.load(path) if path.exists() else None
-        return cls(cfg, model, standardizer, dict(meta["modality_dims"]))
+        return cls(cfg, model, standardizer, dict(summary.modality_dims))
 
     def embed(self, dataset: MultimodalDataset, batch_size: int = 512) -> SplitOutputs:
         """Embeddings of every item of ``dataset``, with its fused vectors, gates and logits

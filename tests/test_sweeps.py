@@ -20,7 +20,7 @@ from mmgnn.config import group_options, register_configs
 from mmgnn.tracking import version
 from mmgnn.tracking.job_run import MLflowJobRun, SweepInfo
 from mmgnn.tracking.params import flatten
-from mmgnn.tracking.sweep_plan import config_loader, planned_jobs, swept_factors
+from mmgnn.launch.sweep_plan import config_loader, planned_jobs, swept_factors
 
 from conftest import ROOT
 

@@ -387,7 +387,7 @@ def test_unreachable_server_fails_fast_or_records_offline(tmp_path, mlflow_serve
     dead = f"http://127.0.0.1:{free_port()}"
     common = [sys.executable, str(ROOT / "run.py"), *TINY, "tracking.experiment=offline"]
     t0 = time.time()  # the imports alone take seconds on a loaded machine: measured, not assumed
-    subprocess.run([sys.executable, "-c", "import mmgnn.train.job, mmgnn.tracking.job_run"],
+    subprocess.run([sys.executable, "-c", "import mmgnn.launch.job"],
                    cwd=ROOT, check=True, timeout=120)
     startup = time.time() - t0
     t0 = time.time()

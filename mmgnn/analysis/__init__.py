@@ -10,33 +10,63 @@
 - :mod:`mmgnn.analysis.plots`: every PNG plot of the project (per run and per sweep);
 - :mod:`mmgnn.analysis.report`: :func:`write_report` and :func:`report_sweep`.
 
-``experiments/report.py`` is the command line over it. Names are loaded on first use, so a
-training job that imports :mod:`mmgnn.analysis.plots` loads neither MLflow search nor pandas
-statistics, and :mod:`mmgnn.tracking` may import the plots without an import cycle.
+``experiments/report.py`` is the command line over it. Analysis reads what tracking recorded,
+through :mod:`mmgnn.tracking`'s public names (tags and files: :mod:`mmgnn.tracking.names`);
+nothing below it imports it (the per-run plots are drawn by :mod:`mmgnn.launch`).
 """
-from __future__ import annotations
+from mmgnn.analysis.keys import higher_is_better, metric_name
+from mmgnn.analysis.report import (
+    DEFAULT_METRICS,
+    Report,
+    choose_metrics,
+    default_metrics,
+    log_report,
+    report_sweep,
+    write_report,
+)
+from mmgnn.analysis.runs import (
+    REPLICATES,
+    ReportError,
+    expected_jobs,
+    factors_of,
+    fill_detail_metrics,
+    finished_runs,
+    get_parent,
+    latest_sweep,
+    load_runs,
+    match_level,
+    parse_overrides,
+    read_metrics_csv,
+    runs_frame,
+    unstarted_jobs,
+)
+from mmgnn.analysis.stats import (
+    ablation_table,
+    choose_baselines,
+    effects_table,
+    group_ranks,
+    level_order,
+    marginal_effects,
+    paired_differences,
+    rank_view,
+    t_interval,
+)
+from mmgnn.analysis.tables import (
+    ablation_markdown,
+    effects_markdown,
+    failed_markdown,
+    fmt,
+    markdown_table,
+    ranks_markdown,
+)
 
-import importlib
-
-_HOMES = {
-    "keys": ("higher_is_better", "metric_name"),
-    "runs": ("REPLICATES", "ReportError", "load_runs", "factors_of", "finished_runs",
-             "parse_overrides", "match_level", "runs_frame", "latest_sweep", "get_parent",
-             "expected_jobs", "unstarted_jobs", "read_metrics_csv", "fill_detail_metrics"),
-    "stats": ("ablation_table", "group_ranks", "rank_view", "marginal_effects",
-              "paired_differences", "effects_table", "choose_baselines", "t_interval",
-              "level_order"),
-    "tables": ("markdown_table", "ablation_markdown", "ranks_markdown", "effects_markdown",
-               "failed_markdown", "fmt"),
-    "report": ("Report", "write_report", "choose_metrics", "default_metrics", "report_sweep",
-               "log_report", "DEFAULT_METRICS"),
-}
-_WHERE = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__ = [
+    "DEFAULT_METRICS", "REPLICATES", "Report", "ReportError", "ablation_markdown",
+    "ablation_table", "choose_baselines", "choose_metrics", "default_metrics", "effects_markdown",
+    "effects_table", "expected_jobs", "factors_of", "failed_markdown", "fill_detail_metrics",
+    "finished_runs", "fmt", "get_parent", "group_ranks", "higher_is_better", "latest_sweep",
+    "level_order", "load_runs", "log_report", "marginal_effects", "markdown_table",
+    "match_level", "metric_name", "paired_differences", "parse_overrides", "rank_view",
+    "ranks_markdown", "read_metrics_csv", "report_sweep", "runs_frame", "t_interval",
+    "unstarted_jobs", "write_report",
+]

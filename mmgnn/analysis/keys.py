@@ -1,7 +1,6 @@
 """What a metric key says: its column in the runs frame and which direction is better.
 
-Free of MLflow and pandas, so :mod:`mmgnn.analysis.plots` (imported by every tracked job) can
-use it without loading the run loader.
+Free of MLflow and pandas: the plots and tables use it as well as the run loader.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Every PNG plot of the project.
 
-Per run (logged by :mod:`mmgnn.tracking.job_run`): :func:`learning_curves`,
-:func:`similarity_matrix`, :func:`gate_distribution`. Per sweep (in the ablation report):
-:func:`plot_ranks` (GraphGym's rank view, You et al. 2020) and :func:`plot_effects`; per
-numeric factor: :func:`plot_factor_curves`.
+Per run (drawn by :mod:`mmgnn.launch.plots`, logged by :mod:`mmgnn.tracking.job_run`):
+:func:`learning_curves`, :func:`similarity_matrix`, :func:`gate_distribution`. Per sweep (in
+the ablation report): :func:`plot_ranks` (GraphGym's rank view, You et al. 2020) and
+:func:`plot_effects`; per numeric factor: :func:`plot_factor_curves`.
 
 Figures are built with ``matplotlib.figure.Figure`` rather than ``pyplot``: no global backend
 or figure state, so plotting is safe in worker processes and never opens a window.

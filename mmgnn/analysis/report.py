@@ -52,8 +52,16 @@ from mmgnn.analysis.stats import (
     rank_view,
 )
 from mmgnn.analysis.tables import ablation_markdown, effects_markdown, failed_markdown, ranks_markdown
-from mmgnn.tracking.job_run import TAG_SWEEP
-from mmgnn.tracking.store import project_root, retry_locked
+from mmgnn.paths import reports_dir
+from mmgnn.tracking import retry_locked
+from mmgnn.tracking.names import (
+    METRICS_FILE,
+    REPORT_DIR,
+    TAG_MONITOR,
+    TAG_NOTE,
+    TAG_SWEEP,
+    TAG_SWEEP_DIR,
+)
 
 #: Metrics of the tables when none are requested (those some finished run has).
 DEFAULT_METRICS = (
@@ -68,7 +76,7 @@ DEFAULT_METRICS = (
 OWN_FILES = re.compile(r"^(report\.md|failed\.md|ablation\.(csv|md)|ranks\.(csv|md)|ranks_long\.csv"
                        r"|effects\.(csv|md)|(ranks|effects)_.+\.png)$")
 STATUS_ORDER = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
-NOTE_TAG = "mlflow.note.content"  # the run description shown by the MLflow UI
+NOTE_TAG = TAG_NOTE  # the run description shown by the MLflow UI
 
 
 @dataclass
@@ -293,8 +301,9 @@ def default_metrics(df: pd.DataFrame) -> list[str]:
     :data:`DEFAULT_METRICS`."""
     finished = finished_runs(df)
     wanted = list(DEFAULT_METRICS)
-    if "tags.mmgnn.monitor" in finished.columns and finished["tags.mmgnn.monitor"].notna().any():
-        monitor = finished["tags.mmgnn.monitor"].dropna().mode().iloc[0]
+    column = f"tags.{TAG_MONITOR}"
+    if column in finished.columns and finished[column].notna().any():
+        monitor = finished[column].dropna().mode().iloc[0]
         wanted.insert(0, "test/" + monitor.removeprefix("val/"))
     return list(dict.fromkeys(wanted))
 
@@ -316,9 +325,9 @@ def choose_metrics(df: pd.DataFrame, requested: Sequence[str] | None) -> tuple[l
         if requested[0] not in logged:
             close = difflib.get_close_matches(requested[0], logged, n=5, cutoff=0.5)
             raise ReportError(f"no finished run logged metric {requested[0]!r} (nor has it in "
-                              "its metrics.csv)" + (f" (close: {', '.join(close)})" if close else ""))
+                              f"its {METRICS_FILE})" + (f" (close: {', '.join(close)})" if close else ""))
         missing = [m for m in requested if m not in logged]
-        notes = ([f"not logged by any finished run (nor in its metrics.csv), left out: "
+        notes = ([f"not logged by any finished run (nor in its {METRICS_FILE}), left out: "
                   f"{', '.join(missing)}"] if missing else [])
         return [m for m in requested if m in logged], notes
     wanted = default_metrics(df)
@@ -338,7 +347,7 @@ def log_report(client: MlflowClient, parent_id: str, report: Report) -> None:
     table the run's description (``mlflow.note.content``, shown by the MLflow UI)."""
     try:
         for path in report.files:
-            retry_locked(client.log_artifact, parent_id, str(path), "report")
+            retry_locked(client.log_artifact, parent_id, str(path), REPORT_DIR)
         description = (f"{report.ablation_md}\n\nThe full report: artifact `report/report.md` "
                        f"(on disk: {report.path}).")
         retry_locked(client.set_tag, parent_id, NOTE_TAG, description)
@@ -353,9 +362,9 @@ def report_sweep(client: MlflowClient, parent_id: str, *, out: str | Path | None
     """The report of sweep ``parent_id``: load its runs, write the report, log it.
 
     ``out`` defaults to ``<sweep dir>/report`` (the parent's ``mmgnn.sweep_dir`` tag), else
-    ``<project>/outputs/reports/<parent id>``; ``metrics`` (primary first) default to
-    :func:`default_metrics`, those the finished runs have, as MLflow metrics or in their
-    ``metrics.csv``; ``baselines`` are factor -> level; ``log`` logs the files to the parent
+    ``<home>/reports/<parent id>`` (:func:`mmgnn.paths.reports_dir`); ``metrics`` (primary
+    first) default to :func:`default_metrics`, those the finished runs have, as MLflow metrics
+    or in their ``metrics.csv``; ``baselines`` are factor -> level; ``log`` logs the files to the parent
     run (:func:`log_report`). Raises ReportError for an unknown run, a bad metric or baseline.
     """
     parent = get_parent(client, parent_id)
@@ -366,11 +375,11 @@ def report_sweep(client: MlflowClient, parent_id: str, *, out: str | Path | None
     factors = factors_of(df)
     baselines = choose_baselines(df, factors, baselines)
     tags = parent.data.tags
-    if out is None and tags.get("mmgnn.sweep_dir"):
-        out = Path(tags["mmgnn.sweep_dir"]) / "report"
+    if out is None and tags.get(TAG_SWEEP_DIR):
+        out = Path(tags[TAG_SWEEP_DIR]) / REPORT_DIR
     elif out is None:
-        out = project_root() / "outputs" / "reports" / parent_id
-        notes = [*notes, f"the parent run has no mmgnn.sweep_dir tag; written to {out}"]
+        out = reports_dir() / parent_id
+        notes = [*notes, f"the parent run has no {TAG_SWEEP_DIR} tag; written to {out}"]
     report = write_report(df, out, experiment=experiment, parent_id=parent_id,
                           sweep_id=tags.get(TAG_SWEEP, ""), factors=factors, metrics=metrics,
                           baselines=baselines, notes=notes,

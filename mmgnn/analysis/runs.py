@@ -23,8 +23,19 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mmgnn.tracking.job_run import FAILED_JOBS_FILE, TAG_EXPECTED, TAG_REUSED
-from mmgnn.tracking.store import retry_locked
+from mmgnn.tracking import retry_locked
+from mmgnn.tracking.names import (
+    FAILED_JOBS_FILE,
+    METRICS_FILE,
+    NO_OVERRIDES,
+    ROLE_SWEEP,
+    TAG_ERROR,
+    TAG_EXPECTED,
+    TAG_OVERRIDES,
+    TAG_PARENT,
+    TAG_REUSED,
+    TAG_ROLE,
+)
 
 SEED = "seed"  # the model's seed (initialisation, batches): a column of every runs frame
 #: The replicate keys: the data's seed (split, synthesis, partners) and the model's seed.
@@ -33,7 +44,6 @@ REPLICATES = ("data.seed", SEED)
 FINISHED = "FINISHED"
 MISSING = "(default)"  # the value of an override key that a run neither overrides nor logs
 NO_RUN = "no_run"  # ``source`` of a job that failed before its MLflow run existed
-METRICS_FILE = "metrics.csv"  # a run's detailed metrics (artifact at the run root)
 # Columns of the runs frame that are not override keys.
 BASE_COLUMNS = ("run_id", "run_name", "experiment_id", "status", "start_time", "end_time",
                 "artifact_uri", "source", "overrides", "error")
@@ -93,7 +103,7 @@ def parse_overrides(text: str | None) -> dict[str, str]:
     Hydra's ``+``/``++``/``~`` prefixes are dropped from the keys; ``(defaults)`` (a job without
     overrides) gives ``{}``. Quoted values are split as a shell would.
     """
-    if not isinstance(text, str) or not text.strip() or text.strip() == "(defaults)":
+    if not isinstance(text, str) or not text.strip() or text.strip() == NO_OVERRIDES:
         return {}
     try:
         tokens = shlex.split(text)
@@ -147,10 +157,10 @@ def latest_sweep(client: MlflowClient, experiment: str):
         names = sorted(e.name for e in retry_locked(client.search_experiments))
         raise ReportError(f"no experiment named {experiment!r} in {client.tracking_uri} "
                           f"(experiments: {', '.join(names) or 'none'})")
-    runs = search_all(client, [found.experiment_id], "tags.`mmgnn.role` = 'sweep'",
+    runs = search_all(client, [found.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_SWEEP}'",
                       order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
-        raise ReportError(f"experiment {experiment!r} has no sweep (no run tagged mmgnn.role=sweep)")
+        raise ReportError(f"experiment {experiment!r} has no sweep (no run tagged {TAG_ROLE}={ROLE_SWEEP})")
     return runs[0]
 
 
@@ -265,7 +275,7 @@ def unstarted_jobs(client: MlflowClient, parent_id: str) -> pd.DataFrame:
             raise ReportError(f"{where} entry {n}: expected {{'job': int, 'overrides': [str], "
                               f"'error': str}}, got {entry!r}")
         rows.append({"run_id": "", "run_name": f"job {entry['job']}", "status": "FAILED",
-                     "overrides": " ".join(entry["overrides"]) or "(defaults)",
+                     "overrides": " ".join(entry["overrides"]) or NO_OVERRIDES,
                      "error": entry["error"], "source": NO_RUN})
     return pd.DataFrame(rows, columns=["run_id", "run_name", "status", "overrides", "error", "source"])
 
@@ -316,17 +326,17 @@ def load_runs(client: MlflowClient, parent_id: str, metrics: Sequence[str] = ())
     """
     parent = get_parent(client, parent_id)
     experiment = [parent.info.experiment_id]
-    children = search_all(client, experiment, f"tags.mlflow.parentRunId = '{parent_id}'")
+    children = search_all(client, experiment, f"tags.{TAG_PARENT} = '{parent_id}'")
     reused = search_all(client, experiment, f"tags.`{TAG_REUSED}.{parent_id}` = '1'")
-    if not children and not reused and parent.data.tags.get("mmgnn.role") != "sweep":
+    if not children and not reused and parent.data.tags.get(TAG_ROLE) != ROLE_SWEEP:
         raise ReportError(f"run {parent_id} is not a sweep's parent run (no tag "
-                          "mmgnn.role=sweep and no child runs)")
+                          f"{TAG_ROLE}={ROLE_SWEEP} and no child runs)")
     child_ids = {run.info.run_id for run in children}
     runs = children + [run for run in reused if run.info.run_id not in child_ids]
     df = runs_frame(runs)
     df["source"] = ["child" if rid in child_ids else "reused" for rid in df["run_id"]]
-    df["overrides"] = df.get("tags.mmgnn.overrides", pd.Series(None, index=df.index, dtype=object))
-    df["error"] = df.get("tags.mmgnn.error", pd.Series(None, index=df.index, dtype=object))
+    df["overrides"] = df.get(f"tags.{TAG_OVERRIDES}", pd.Series(None, index=df.index, dtype=object))
+    df["error"] = df.get(f"tags.{TAG_ERROR}", pd.Series(None, index=df.index, dtype=object))
     df = df.sort_values(["start_time", "run_name"], kind="stable").reset_index(drop=True)
     unstarted = unstarted_jobs(client, parent_id)
     unstarted = unstarted[~unstarted["overrides"].isin(set(df["overrides"].dropna()))]

@@ -1,5 +1,7 @@
-"""Training losses: modality alignment (cosine, InfoNCE, hard-negative InfoNCE) and the objective."""
+"""Training losses: modality alignment (cosine, InfoNCE, hard-negative InfoNCE), the objective,
+and the interface the trainer drives them through (:mod:`mmgnn.losses.interface`)."""
 from mmgnn.losses.alignment import CosineAlignment, HardNegativeInfoNCE, InfoNCE
+from mmgnn.losses.interface import TrainableLoss, TrainingObjective
 from mmgnn.losses.objective import MultimodalObjective
 from mmgnn.losses.queue import EmbeddingQueue
 
@@ -9,4 +11,6 @@ __all__ = [
     "HardNegativeInfoNCE",
     "InfoNCE",
     "MultimodalObjective",
+    "TrainableLoss",
+    "TrainingObjective",
 ]

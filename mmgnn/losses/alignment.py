@@ -47,7 +47,8 @@ def same_label(anchor_labels: torch.Tensor, key_labels: torch.Tensor) -> torch.T
 
 
 class _PairwiseAlignment(nn.Module, ABC):
-    """Shared input checks, averaging over modality pairs and the epoch counter."""
+    """Shared input checks, averaging over modality pairs and the epoch counter; the defaults
+    of :class:`~mmgnn.losses.interface.TrainableLoss` (no temperature, nothing to clamp)."""
 
     uses_labels = False  # whether the loss needs labels whatever the pairing
 
@@ -59,6 +60,11 @@ class _PairwiseAlignment(nn.Module, ABC):
         self.epoch = 0
         self.diagnostics: dict[str, torch.Tensor] = {}
         self._stats: dict[str, list[torch.Tensor]] = {}
+
+    @property
+    def temperature(self) -> float | None:
+        """The softmax temperature; ``None``: this loss has none."""
+        return None
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current (0-based) epoch; schedules read it."""

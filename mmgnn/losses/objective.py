@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgnn.losses.interface import TrainableLoss, check_implements
+
 FUSED_OBJECTIVES = ("classify", "none")
 
 
@@ -18,9 +20,13 @@ class MultimodalObjective(nn.Module):
     ``fused="none"``, the batch has no labels, no item is labelled or the model has no
     classifier (``out.logits is None``); the run's config is validated before training.
 
+    It is the :class:`~mmgnn.losses.interface.TrainingObjective` the trainer drives:
+    ``set_epoch``, ``clamp_`` and ``temperature`` are its alignment loss's.
+
     Args:
         alignment: an alignment loss (``CosineAlignment``, ``InfoNCE``, ...), called as
-            ``alignment(embeddings, present, labels, groups)``.
+            ``alignment(embeddings, present, labels, groups)``; a
+            :class:`~mmgnn.losses.interface.TrainableLoss`.
         fused: ``"classify"`` or ``"none"``.
         fused_weight: weight of ``fused_ce``.
         alignment_weight: weight of ``align``.
@@ -36,6 +42,7 @@ class MultimodalObjective(nn.Module):
         super().__init__()
         if fused not in FUSED_OBJECTIVES:
             raise ValueError(f"fused must be one of {FUSED_OBJECTIVES}, got {fused!r}")
+        check_implements(alignment, TrainableLoss, "the alignment loss")
         self.alignment = alignment
         self.fused = fused
         self.fused_weight = float(fused_weight)
@@ -50,7 +57,7 @@ class MultimodalObjective(nn.Module):
     @property
     def temperature(self) -> float | None:
         """The alignment loss's temperature, or None when it has none."""
-        return getattr(self.alignment, "temperature", None)
+        return self.alignment.temperature
 
     def set_epoch(self, epoch: int) -> None:
         """Pass the (0-based) epoch to the alignment loss (schedules such as beta warm-up)."""

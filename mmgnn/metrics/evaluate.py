@@ -337,20 +337,48 @@ def multimodal_metrics(
     return metrics
 
 
-def monitored_value(metrics: dict[str, float], pairing: str) -> tuple[str, float]:
-    """The default model-selection metric (higher is better) and its value.
+def monitored_key(monitor: str, pairing: str, split: str | None = "val") -> str:
+    """The key of the metric that chooses the best epoch (higher is better): the one home of
+    ``train.monitor``'s meaning, resolved once per run (the trainer, the tracked run's curves
+    and tag, and the test summary all read it from here).
 
+    ``monitor`` is ``train.monitor``: ``"auto"`` picks the metric of ``pairing``:
     ``retrieval/mean_recall`` (mean over ordered modality pairs of (R@1+R@5+R@10)/3) for
-    ``pairing="item"``; ``retrieval/map`` (same-label mAP) for ``pairing="label"``: a metric
-    of the per-modality embeddings, so it exists whether or not the fusion is trained.
+    ``"item"``, ``retrieval/map`` (same-label mAP) for ``"label"``, metrics of the per-modality
+    embeddings, so they exist whether or not the fusion is trained; any other value names a
+    metric, with or without its ``val/`` prefix. ``split`` is the prefix of the returned key
+    (``None``: no prefix).
+
+    >>> monitored_key("auto", "item")
+    'val/retrieval/mean_recall'
+    >>> monitored_key("auto", "label", split="test")
+    'test/retrieval/map'
+    >>> monitored_key("val/fused/acc", "item", split=None)
+    'fused/acc'
     """
-    if pairing not in MONITORED:
-        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-    name = MONITORED[pairing]
+    if monitor == "auto":
+        if pairing not in MONITORED:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+        name = MONITORED[pairing]
+    else:
+        name = monitor.removeprefix("val/")
+    return name if split is None else f"{split}/{name}"
+
+
+def monitored_value(metrics: dict[str, float], pairing: str, monitor: str = "auto") -> tuple[str, float]:
+    """The monitored metric (:func:`monitored_key`, without a split prefix) and its value in
+    ``metrics`` (keys without a split prefix).
+
+    Raises:
+        KeyError: ``metrics`` lacks it (for ``auto``: the split has no item with two
+            modalities, or no labels).
+    """
+    name = monitored_key(monitor, pairing, split=None)
     if name not in metrics:
         raise KeyError(
             f"{name} is not among the metrics: the split has no item with two modalities"
             + (" or no labels" if pairing == "label" else "")
+            if monitor == "auto" else f"train.monitor={monitor!r} is not among the metrics"
         )
     return name, float(metrics[name])
 

@@ -9,11 +9,16 @@ chosen group option under its group's name (``gnn=gat``, ``skip=sum``: short col
 can use), the headline metrics, and per-epoch curves of the loss terms, lr, temperature and the
 monitored validation metric; ``tracking.log_detail=true`` logs every metric. Every final metric
 is in ``metrics.csv`` and every epoch's metrics in ``history.csv`` (both artifacts).
+
+Tracking records what it is given: the monitored metric's key and the plot files come from the
+caller (:mod:`mmgnn.launch.job` resolves the one and draws the others).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,27 +26,35 @@ import pandas as pd
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.analysis import plots
-from mmgnn.metrics.evaluate import MONITORED
+from mmgnn import paths
 from mmgnn.tracking import version
 from mmgnn.tracking.headline import is_curve, is_headline, write_metrics_csv
 from mmgnn.tracking.local import Recorder, connect
+from mmgnn.tracking.names import (
+    HISTORY_FILE,
+    HYDRA_ARTIFACTS,
+    METRICS_FILE,
+    NO_OVERRIDES,
+    PARENT_FILE,
+    PLOTS_DIR,
+    TAG_CODE,
+    TAG_COMMIT,
+    TAG_ERROR,
+    TAG_FACTORS,
+    TAG_HASH,
+    TAG_MONITOR,
+    TAG_OVERRIDES,
+    TAG_RESUMED,
+    TAG_REUSED,
+    TAG_REUSES,
+    TAG_RUN_DIR,
+    TAG_STATUS,
+    TAG_SWEEP,
+)
 from mmgnn.tracking.params import config_hash, config_params, run_name
 from mmgnn.tracking.store import TrackingUnreachable, git_commit, resolve_uri
 
 log = logging.getLogger(__name__)
-
-PARENT_FILE = "mlflow_parent.json"
-TAG_HASH = "mmgnn.config_hash"  # of the config and the code version: what a sweep reuses by
-TAG_CODE = "mmgnn.code_version"  # mmgnn.tracking.version.code_version() of the run's process
-TAG_COMMIT = "mlflow.source.git.commit"
-TAG_SWEEP = "mmgnn.sweep_id"
-TAG_STATUS = "mmgnn.status"
-TAG_FACTORS = "mmgnn.factors"  # the sweep's swept override keys, comma-separated
-TAG_REUSED = "mmgnn.reused_by"  # + ".<parent run id>" on a FINISHED run a later sweep reused
-TAG_REUSES = "mmgnn.reuses"  # + ".<run id>" on that sweep's parent: the run's code and commit
-TAG_EXPECTED = "mmgnn.expected_jobs"  # tag of a sweep parent: how many jobs the sweep launched
-FAILED_JOBS_FILE = "failed_jobs.json"  # parent artifact: jobs that failed before their run existed
 
 
 @dataclass
@@ -50,7 +63,11 @@ class SweepInfo:
 
     ``parent_run_id`` and ``experiment_id`` are ``None`` when the server was away at the
     sweep's start (``tracking.offline_ok=true``); ``parent_local_id`` always names the parent.
+    The callback also puts it in the environment (:data:`ENV`, which sbatch, local workers and
+    the Ray launcher's ``runtime_env`` pass on), for jobs on machines without the sweep folder.
     """
+
+    ENV = "MMGNN_SWEEP"  # the environment variable: this, as JSON
 
     parent_run_id: str | None
     sweep_id: str
@@ -61,24 +78,24 @@ class SweepInfo:
 
     @classmethod
     def read(cls, sweep_dir: str | Path) -> "SweepInfo | None":
-        path = Path(sweep_dir) / PARENT_FILE
-        if not path.exists():
-            return None
-        return cls(**json.loads(path.read_text()))
+        """From the sweep folder, else from the environment when it is this sweep's (a job on
+        another machine: its sweep folder has the same name but not the parent's file)."""
+        sweep_dir = Path(sweep_dir)
+        path = sweep_dir / PARENT_FILE
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        shared = os.environ.get(cls.ENV)
+        if shared:
+            info = cls(**json.loads(shared))
+            if info.sweep_id.endswith(f"/{sweep_dir.parent.name}/{sweep_dir.name}"):
+                return info
+        return None
 
     def write(self, sweep_dir: str | Path) -> Path:
         path = Path(sweep_dir) / PARENT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2))
         return path
-
-
-def monitored_key(cfg: DictConfig) -> str:
-    """The validation metric the trainer selects on (``train.monitor``, ``auto`` resolved)."""
-    monitor = OmegaConf.select(cfg, "train.monitor", default="auto")
-    if monitor == "auto":
-        return f"val/{MONITORED[OmegaConf.select(cfg, 'data.pairing', default='item')]}"
-    return monitor if monitor.startswith("val/") else f"val/{monitor}"
 
 
 class MLflowJobRun:
@@ -96,6 +113,9 @@ class MLflowJobRun:
         choices: group -> chosen option (Hydra's ``runtime.choices``), for the run name.
         overrides: the job's command-line overrides, logged as a tag.
         sweep: the sweep's parent run, or ``None`` for a single run.
+        monitor: the validation metric that chooses the best epoch (``val/...``,
+            :func:`mmgnn.metrics.monitored_key`): tagged at the start and logged as a curve;
+            ``None``: tagged from the result (:meth:`log_result`), no curve.
 
     Raises:
         TrackingUnreachable: the server is away at the start and ``tracking.offline_ok`` is off.
@@ -108,6 +128,7 @@ class MLflowJobRun:
         choices: dict[str, str],
         overrides: list[str],
         sweep: SweepInfo | None = None,
+        monitor: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -125,7 +146,7 @@ class MLflowJobRun:
         self.hash = config_hash(cfg)
         self.code_version = version.code_version()
         self.detail = bool(OmegaConf.select(cfg, "tracking.log_detail", default=False))
-        self.monitor = monitored_key(cfg)
+        self.monitor = monitor
 
     @property
     def run_id(self) -> str | None:
@@ -133,7 +154,7 @@ class MLflowJobRun:
         return self.recorder.run_id
 
     @classmethod
-    def from_hydra(cls, cfg: DictConfig) -> "MLflowJobRun":
+    def from_hydra(cls, cfg: DictConfig, monitor: str | None = None) -> "MLflowJobRun":
         """Build from the running Hydra job (sweep parent read from the sweep folder).
 
         A single run whose server is away exits with the one-line message (no traceback);
@@ -146,7 +167,7 @@ class MLflowJobRun:
         sweep = SweepInfo.read(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
         choices = {k: v for k, v in hc.runtime.choices.items() if v is not None}
         try:
-            return cls(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task), sweep)
+            return cls(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task), sweep, monitor)
         except TrackingUnreachable as error:
             if sweep is None:
                 raise SystemExit(f"error: {error}") from None
@@ -197,18 +218,19 @@ class MLflowJobRun:
 
     def start(self) -> str | None:
         if OmegaConf.select(self.cfg, "train.resume") and self.recorder.resume():
-            self.recorder.set_tags({TAG_STATUS: "running", "mmgnn.resumed": "true"})
+            self.recorder.set_tags({TAG_STATUS: "running", TAG_RESUMED: "true"})
             log.info("MLflow run %s (%s) resumed in %s", self.name, self.run_id, self.uri)
             return self.run_id
         tags = {
             TAG_HASH: self.hash,
             TAG_CODE: self.code_version,
             TAG_STATUS: "running",
-            "mmgnn.overrides": " ".join(self.overrides) or "(defaults)",
-            "mmgnn.run_dir": str(self.run_dir),
-            "mmgnn.monitor": self.monitor,
+            TAG_OVERRIDES: " ".join(self.overrides) or NO_OVERRIDES,
+            TAG_RUN_DIR: str(self.run_dir),
             TAG_COMMIT: git_commit(),
         }
+        if self.monitor is not None:
+            tags[TAG_MONITOR] = self.monitor
         parent = (None, None)
         if self.sweep is not None:
             tags[TAG_SWEEP] = self.sweep.sweep_id
@@ -218,7 +240,7 @@ class MLflowJobRun:
         self.recorder.start(self.cfg.tracking.experiment, self.name, tags, parent)
         self.recorder.log_params(self.params())
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        (self.run_dir / paths.CONFIG_FILE).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         log.info("MLflow run %s (%s) in %s", self.name, self.run_id or "offline", self.uri)
         return self.run_id
 
@@ -236,7 +258,7 @@ class MLflowJobRun:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end(RunStatus.to_string(RunStatus.KILLED))
         else:
-            self.recorder.set_tags({"mmgnn.error": f"{exc_type.__name__}: {exc}"[:5000]})
+            self.recorder.set_tags({TAG_ERROR: f"{exc_type.__name__}: {exc}"[:5000]})
             self.end(RunStatus.to_string(RunStatus.FAILED))
         return False
 
@@ -245,7 +267,7 @@ class MLflowJobRun:
         """Per-epoch curves (``step=epoch``): loss terms, lr, temperature, the monitored metric."""
         self.recorder.log_metrics(
             {k: v for k, v in metrics.items()
-             if k != "epoch" and (self.detail or is_curve(k, self.monitor))}, step=epoch)
+             if k != "epoch" and (self.detail or is_curve(k, self.monitor or ""))}, step=epoch)
 
     def final_metrics(self, result) -> dict[str, float]:
         """Test metrics, cost, best epoch and every validation metric at the best epoch."""
@@ -257,44 +279,39 @@ class MLflowJobRun:
             f"best_{result.monitor}": result.value,
         }
 
-    def log_result(self, result) -> None:
-        """Final metrics (headline to MLflow, all to ``metrics.csv``) and every artifact."""
+    def log_result(self, result, plots: Sequence[str | Path] = ()) -> None:
+        """Final metrics (headline to MLflow, all to ``metrics.csv``) and every artifact.
+
+        ``result``: what the job produced (:class:`mmgnn.train.job.JobResult`: ``monitor``,
+        ``value``, ``best_epoch``, ``history``, ``test_metrics``, ``files``); ``plots``: image
+        files the caller drew, logged under ``plots/`` when ``tracking.log_plots``.
+        """
         final = self.final_metrics(result)
         self.recorder.log_metrics(
             {k: v for k, v in final.items() if self.detail or is_headline(k, result.monitor)})
-        self.recorder.set_tags({"mmgnn.monitor": result.monitor})
-        write_metrics_csv(final, self.run_dir / "metrics.csv")
+        self.recorder.set_tags({TAG_MONITOR: result.monitor})
+        write_metrics_csv(final, self.run_dir / METRICS_FILE)
         if result.history:
-            pd.DataFrame(result.history).to_csv(self.run_dir / "history.csv", index=False)
-        self._log_artifacts(result)
+            pd.DataFrame(result.history).to_csv(self.run_dir / HISTORY_FILE, index=False)
+        self._log_artifacts(result, plots)
 
-    def _log_artifacts(self, result) -> None:
+    def _log_artifacts(self, result, plots: Sequence[str | Path]) -> None:
         log_file = self.recorder.log_artifact
-        for name in ("config.yaml", "metrics.csv", "history.csv", "standardizer.npz"):
+        for name in (paths.CONFIG_FILE, METRICS_FILE, HISTORY_FILE, paths.STANDARDIZER_FILE):
             if (self.run_dir / name).exists():
                 log_file(self.run_dir / name)
-        hydra_dir = self.run_dir / ".hydra"
+        hydra_dir = self.run_dir / paths.HYDRA_DIR
         if hydra_dir.is_dir():
-            log_file(hydra_dir, "hydra")
-        for name, path in result.files.items():
-            if Path(path).exists() and (name != "best_checkpoint" or self.cfg.tracking.log_checkpoint):
-                log_file(path, "checkpoints" if name == "best_checkpoint" else None)
-        if self.cfg.tracking.log_plots and result.history:
-            for path in self._plots(result):
-                log_file(path, "plots")
+            log_file(hydra_dir, HYDRA_ARTIFACTS)
+        for path in map(Path, result.files.values()):
+            checkpoint = path.parent.name == paths.CHECKPOINT_DIR
+            if path.exists() and (not checkpoint or self.cfg.tracking.log_checkpoint):
+                log_file(path, paths.CHECKPOINT_DIR if checkpoint else None)  # as in the run folder
+        if self.cfg.tracking.log_plots:
+            for path in plots:
+                log_file(Path(path), PLOTS_DIR)
 
-    def _plots(self, result) -> list[Path]:
-        folder = self.run_dir / "plots"
-        folder.mkdir(exist_ok=True)
-        paths = [plots.learning_curves(result.history, result.monitor, folder / "learning_curves.png")]
-        out = result.outputs
-        if out is not None:
-            names = tuple(out.embeddings)
-            both = out.present[:, 0] & out.present[:, 1]
-            paths.append(plots.similarity_matrix(
-                out.embeddings[names[0]][both], out.embeddings[names[1]][both],
-                (names[0], names[1]), folder / "similarity_test.png",
-            ))
-            if out.gates is not None:  # None when the loss does not train the fusion
-                paths.append(plots.gate_distribution(out.gates, out.present, names, folder / "gates.png"))
-        return paths
+    @property
+    def plots_dir(self) -> Path:
+        """The run folder's ``plots/``: where the caller draws the run's plots."""
+        return self.run_dir / PLOTS_DIR

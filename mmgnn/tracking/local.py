@@ -28,6 +28,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
+from mmgnn.tracking.names import EVENTS_FILE, STATE_FILE, TAG_LOCAL_ID, TAG_PARENT
 from mmgnn.tracking.store import (
     TrackingUnreachable,
     unreachable_reason,
@@ -40,9 +41,8 @@ from mmgnn.tracking.store import (
 
 log = logging.getLogger(__name__)
 
-EVENTS = Path("tracking") / "events.jsonl"
-STATE = Path("tracking") / "run.json"
-TAG_LOCAL_ID = "mmgnn.local_id"
+EVENTS = EVENTS_FILE
+STATE = STATE_FILE
 BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
@@ -157,7 +157,7 @@ class Recorder:
         self.local.append("run", local_id=self.local_id, experiment=experiment, name=name,
                           tags=tags, start_time=start_time, parent_local_id=parent[1],
                           tracking_uri=self.uri)
-        server_tags = {**tags, **({"mlflow.parentRunId": parent[0]} if parent[0] else {})}
+        server_tags = {**tags, **({TAG_PARENT: parent[0]} if parent[0] else {})}
         run = self.call(self.client.create_run, self.experiment_id, start_time=start_time,
                         tags=server_tags, run_name=name)
         if run is not None:

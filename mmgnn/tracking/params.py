@@ -6,6 +6,7 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmgnn.paths import CONFIG_FILE
 from mmgnn.tracking import version
 
 # MLflow's limit on a param value (characters); longer values are shortened visibly.
@@ -38,7 +39,7 @@ def shorten(value: object, limit: int = MAX_PARAM_LENGTH) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     if len(text) <= limit:
         return text
-    marker = "...[truncated; see config.yaml artifact]"
+    marker = f"...[truncated; see {CONFIG_FILE} artifact]"
     return text[: limit - len(marker)] + marker
 
 

@@ -8,24 +8,23 @@ import random
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mmgnn import paths
+from mmgnn.paths import project_root  # noqa: F401  (tracking's public name for the project root)
+from mmgnn.tracking.names import EXPERIMENT_KIND_TRAINING, TAG_EXPERIMENT_KIND
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def project_root() -> Path:
-    """The repository root (the folder holding ``run.py``), whatever the current directory."""
-    return Path(__file__).resolve().parents[2]
-
-
 def default_tracking_uri() -> str:
-    """``sqlite:///<project>/outputs/mlflow.db``: a local store that needs no server."""
-    path = project_root() / "outputs" / "mlflow.db"
+    """``sqlite:///<home>/mlflow.db`` (:func:`mmgnn.paths.default_store`): a local store that
+    needs no server."""
+    path = paths.default_store()
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
@@ -35,7 +34,7 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def is_local_store(uri: str) -> bool:
-    """SQLite and file stores keep artifacts on this machine (under ``outputs/``)."""
+    """SQLite and file stores keep artifacts on this machine (:func:`mmgnn.paths.artifacts_dir`)."""
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
@@ -73,7 +72,7 @@ HTTP_BOUNDS = {
 }
 # Experiment tag that makes MLflow 3's UI open the experiment in its model-training view
 # (runs table with params and metrics) rather than the GenAI view.
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+EXPERIMENT_KIND = (TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
 
 
 class TrackingUnreachable(RuntimeError):
@@ -128,7 +127,7 @@ def get_client(uri: str | None) -> MlflowClient:
 def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created when missing (race-safe across processes).
 
-    With a local store, artifacts go to ``<project>/outputs/mlartifacts`` rather than a
+    With a local store, artifacts go to :func:`mmgnn.paths.artifacts_dir` rather than a
     ``mlruns`` folder in whatever directory the job happens to run in.
     """
     found = retry_locked(client.get_experiment_by_name, name)
@@ -138,7 +137,7 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         return found.experiment_id
     location = None
     if is_local_store(client.tracking_uri):
-        location = (project_root() / "outputs" / "mlartifacts").as_uri()
+        location = paths.artifacts_dir().as_uri()
     try:
         return retry_locked(client.create_experiment, name, artifact_location=location,
                             tags=dict([EXPERIMENT_KIND]))

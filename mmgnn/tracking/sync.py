@@ -21,7 +21,8 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
-from mmgnn.tracking.local import BATCH, EVENTS, TAG_LOCAL_ID, LocalLog, chunks
+from mmgnn.tracking.local import BATCH, EVENTS, LocalLog, chunks
+from mmgnn.tracking.names import TAG_LOCAL_ID, TAG_PARENT
 from mmgnn.tracking.store import (
     TrackingUnreachable,
     ensure_experiment,
@@ -101,7 +102,7 @@ class RunReplay:
         tags = dict(first["tags"])
         parent = self.parent_ids.get(first.get("parent_local_id") or "")
         if parent:
-            tags["mlflow.parentRunId"] = parent
+            tags[TAG_PARENT] = parent
         return retry_locked(self.client.create_run, experiment_id, start_time=first["start_time"],
                             tags=tags, run_name=first["name"])
 

@@ -1,9 +1,11 @@
-"""One Hydra job: data -> graphs -> model -> training -> test metrics (called by ``run.py``)."""
+"""One job: data -> graphs -> model -> training -> test metrics (:func:`run_job`).
+
+``run.py``'s tracked entry around it is :func:`mmgnn.launch.job.main_job`.
+"""
 from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -14,13 +16,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mmgnn.config import ConfigError, TrainerConfig
+from mmgnn import paths
+from mmgnn.config import TrainerConfig
 from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pe import dataset_encodings
 from mmgnn.data.pipeline import PreparedData, prepare_data
 from mmgnn.metrics import monitored_value
-from mmgnn.models import count_parameters, hidden_dim_for_budget
+from mmgnn.models import count_parameters
+from mmgnn.models.factory import ModelSummary, create_model, resolve_summary, summarize_data
 from mmgnn.models.text_encoder import token_encoders_from_config
 from mmgnn.train.allocator import keep_freed_memory, restore_malloc_defaults
 from mmgnn.train.evaluation import SplitOutputs, collect_outputs, robustness, score
@@ -94,40 +98,24 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset) -> PreparedData:
 
 
 def build_model(cfg: DictConfig, data: PreparedData) -> torch.nn.Module:
-    """``MultimodalGNN`` from the model, gnn, skip, fusion and text_encoder groups.
+    """The run's model on ``data`` (:func:`model_and_summary`)."""
+    return model_and_summary(cfg, data)[0]
 
-    With ``budget`` set (GraphGym's budget mode), the branches' hidden size is chosen so that
-    the model has about ``budget`` trainable parameters (a multiple of the attention heads),
-    not counting a pretrained text encoder's.
+
+def model_and_summary(cfg: DictConfig, data: PreparedData) -> tuple[torch.nn.Module, ModelSummary]:
+    """``MultimodalGNN`` from the model factory (:func:`mmgnn.models.factory.create_model`) and
+    the summary it was built from (what ``model_meta.json`` records for inference).
+
+    The pretrained text encoder (``text_encoder=minilm``) is loaded once, after the dataset's
+    token ids are checked, and shared by budget mode's search and the model. With ``budget``
+    set (GraphGym's budget mode), the branches' hidden size gives the model about ``budget``
+    trainable parameters (:func:`mmgnn.models.factory.resolve_summary`).
     """
-    dims = {m: d.dim for m, d in data.dataset.modalities.items()}
-    classify = cfg.loss.fused == "classify" and data.dataset.labels is not None
-    # text_encoder=minilm: loaded once (token ids checked first), shared by every build below
     token_encoders = token_encoders_from_config(OmegaConf.select(cfg, "text_encoder"), data.dataset)
-
-    def build(hidden_dim: int) -> torch.nn.Module:
-        model = instantiate(
-            cfg.model,
-            _partial_=True,
-            modality_dims=dims,
-            num_classes=data.dataset.num_classes if classify else 0,
-            branch=instantiate(cfg.gnn, hidden_dim=hidden_dim),
-            skip=instantiate(cfg.skip),
-            fusion=instantiate(cfg.fusion),
-        )  # the encodings and token encoders are passed as objects (instantiate would copy them)
-        return model(encodings=data.encodings, pe_dims=data.pe_dims, pe_combine=cfg.pe.combine,
-                     token_encoders=token_encoders)
-
-    hidden_dim = cfg.gnn.hidden_dim
-    if cfg.budget:
-        heads = OmegaConf.select(cfg.gnn, "conv.heads", default=1) or 1
-        for encoder in token_encoders.values():  # the budget counts the designed model only,
-            encoder.requires_grad_(False)  # not the pretrained encoder's weights
-        hidden_dim = hidden_dim_for_budget(build, cfg.budget, low=heads, high=2048, multiple_of=heads)
-        for encoder in token_encoders.values():
-            encoder.requires_grad_(True)
-        log.info("budget %d parameters: gnn hidden size %d", cfg.budget, hidden_dim)
-    return build(hidden_dim)
+    summary = resolve_summary(cfg, summarize_data(cfg, data), token_encoders=token_encoders,
+                              encodings=data.encodings)
+    model = create_model(cfg, summary, token_encoders=token_encoders, encodings=data.encodings)
+    return model, summary
 
 
 def data_summary(data: PreparedData) -> str:
@@ -149,15 +137,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_model_meta(run_dir: Path, model: torch.nn.Module, data: PreparedData) -> None:
-    """``model_meta.json``: the sizes :mod:`mmgnn.inference` rebuilds the model from."""
-    (run_dir / "model_meta.json").write_text(json.dumps({
-        "modality_dims": {m: d.dim for m, d in data.dataset.modalities.items()},
-        "num_classes": model.classifier.out_features if model.classifier is not None else 0,
-        "gnn_hidden_dim": model.branches[model.modalities[0]].out_dim,  # budget mode sets it
-        "has_pos": {m: d.pos is not None for m, d in data.dataset.modalities.items()},
-        "pe_dims": dict(data.pe_dims),
-    }))
+def write_model_meta(run_dir: Path, summary: ModelSummary) -> Path:
+    """``model_meta.json``: the summary :mod:`mmgnn.inference` rebuilds the model from."""
+    return summary.save(run_dir / paths.MODEL_META_FILE)
 
 
 def run_job(
@@ -184,11 +166,11 @@ def run_job(
     data = prepare(cfg, dataset)
     print(data_summary(data), flush=True)
     if data.standardizer is not None:
-        data.standardizer.save(run_dir / "standardizer.npz")
+        data.standardizer.save(run_dir / paths.STANDARDIZER_FILE)
 
-    model = build_model(cfg, data)
+    model, summary = model_and_summary(cfg, data)
     objective = build_objective(cfg)
-    write_model_meta(run_dir, model, data)
+    write_model_meta(run_dir, summary)
     log.info("model: %d parameters (%s)", count_parameters(model), type(model).__name__)
     config = TrainerConfig.from_config(cfg)
     trainer = Trainer(model, objective, data, config, run_dir, callbacks or [])
@@ -237,9 +219,9 @@ def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult
     test_metrics = {f"test/{k}": v for k, v in {**test, **rob}.items()}
     test_metrics.update(complexity)
     test_metrics["best_epoch"] = float(fit.best_epoch)
-    monitor_name, test_value = monitored_value(test, pairing)
+    monitor_name, test_value = monitored_value(test, pairing, config.train.monitor)
     run_dir = trainer.run_dir
-    files = {"test_metrics": run_dir / "test_metrics.json"}
+    files = {"test_metrics": run_dir / paths.TEST_METRICS_FILE}
     files["test_metrics"].write_text(json.dumps({
         "monitor": fit.monitor,
         "best_val": fit.best_value,
@@ -247,7 +229,7 @@ def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult
         "test_monitored": {monitor_name: test_value},
         "metrics": test_metrics,
     }, indent=2, sort_keys=True))
-    files["best_checkpoint"] = trainer.ckpt_dir / "best.pt"
+    files["best_checkpoint"] = trainer.ckpt_dir / paths.BEST_CHECKPOINT
     print(format_results(test, rob, complexity, fit.monitor, fit.best_value, fit.best_epoch))
     return JobResult(
         monitor=fit.monitor,
@@ -302,42 +284,3 @@ def format_results(
                   kept.to_string(float_format=fmt)]
     lines += ["", "complexity:", pd.Series(complexity).to_string(float_format=lambda v: f"{v:,.3f}")]
     return "\n".join(lines)
-
-
-def main_job(cfg: DictConfig) -> float:
-    """``run.py``'s body: one tracked job in Hydra's output folder.
-
-    Returns the best validation value of the monitored metric (what sweepers optimise;
-    the test split is never used for selection). In a sweep with tracking on, a config whose
-    hash already has a FINISHED run in the experiment is skipped (``tracking.force=true``
-    re-runs it); a single run always trains.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from mmgnn.tracking import MLflowJobRun
-
-    hc = HydraConfig.get()
-    try:  # before any data is loaded and before any MLflow run exists
-        check_run_config(cfg)
-    except ConfigError as error:
-        if hc.mode != RunMode.MULTIRUN:
-            raise SystemExit(f"error: {error}") from None
-        raise  # the sweep records the failed job and goes on
-    run_dir = hc.runtime.output_dir
-    n_jobs = OmegaConf.select(hc.launcher, "n_jobs", default=None)
-    if cfg.train.num_threads == 0 and n_jobs and n_jobs > 1:
-        # Parallel jobs share the cores: give each its share instead of oversubscribing.
-        cfg.train.num_threads = max(1, (os.cpu_count() or 1) // n_jobs)
-    if not cfg.tracking.enabled:
-        return run_job(cfg, run_dir).value
-    tracker = MLflowJobRun.from_hydra(cfg)
-    previous = tracker.finished_run() if tracker.sweep is not None else None
-    if previous is not None:
-        tracker.mark_reused(previous)
-        monitor = previous.data.tags.get("mmgnn.monitor", "")
-        return float(previous.data.metrics.get(f"best_{monitor}", float("nan")))
-    with tracker:
-        result = run_job(cfg, run_dir, callbacks=[tracker])
-        tracker.log_result(result)
-    return result.value

@@ -11,8 +11,9 @@ records it). What is checked here, in order:
 3. constraints between groups: attention heads must divide the width they split
    (``fusion.num_heads`` and ``model.embed_dim``, ``gnn.conv.heads`` and ``gnn.hidden_dim``);
 4. every ``pe`` and ``graph`` entry builds its encoding / graph builder;
-5. the model builds on a stand-in of two small modalities, and the objective builds: any other
-   constructor error, prefixed with the groups that configure it.
+5. the model builds (:func:`mmgnn.models.factory.create_model`) on a stand-in of two small
+   modalities, and the objective builds: any other constructor error, prefixed with the groups
+   that configure it.
 
 What needs the data (module names in ``train.stages``, token ids for ``text_encoder``, ``pe``
 kinds that read ``pos``) is checked once the data is loaded, still before training.
@@ -26,6 +27,7 @@ from mmgnn.config import ConfigError, check_targets, check_values
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pe import make_encoding
 from mmgnn.losses import MultimodalObjective
+from mmgnn.models.factory import ModelSummary, create_model
 
 # The stand-in data of the model check: two modalities (every fusion needs >= 2), two classes.
 STAND_IN_DIMS = {"a": 4, "b": 4}
@@ -90,11 +92,10 @@ def check_encodings_and_graphs(cfg: DictConfig) -> None:
 
 def check_builds(cfg: DictConfig) -> None:
     """The model (on :data:`STAND_IN_DIMS`) and the objective build from their groups."""
-    try:
-        model = instantiate(cfg.model, _partial_=True, modality_dims=STAND_IN_DIMS, num_classes=2,
-                            branch=instantiate(cfg.gnn), skip=instantiate(cfg.skip),
-                            fusion=instantiate(cfg.fusion))
-        model(pe_combine=cfg.pe.combine)
+    stand_in = ModelSummary(dict(STAND_IN_DIMS), num_classes=2,
+                            gnn_hidden_dim=OmegaConf.select(cfg, "gnn.hidden_dim"))
+    try:  # the model factory of training and inference, without encodings or a text encoder
+        create_model(cfg, stand_in, token_encoders={}, encodings={})
     except Exception as error:  # noqa: BLE001 - any constructor error is the config's
         raise ConfigError(f"the model groups (model, gnn, skip, fusion) do not build: "
                           f"{_cause(error)}") from None

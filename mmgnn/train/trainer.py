@@ -17,10 +17,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mmgnn import paths
 from mmgnn.config import TrainerConfig
 from mmgnn.data.batch import MultimodalBatch
 from mmgnn.data.pipeline import PreparedData
-from mmgnn.metrics import is_fusion_metric, monitored_value
+from mmgnn.losses.interface import TrainingObjective, check_implements
+from mmgnn.metrics import is_fusion_metric, monitored_key
 from mmgnn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mmgnn.train.evaluation import collect_outputs, score
 from mmgnn.train.optim import build_adamw
@@ -102,12 +104,12 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fuses_in_training(model: nn.Module, objective: nn.Module) -> bool:
+def fuses_in_training(model: nn.Module, objective: TrainingObjective) -> bool:
     """Whether a training step needs the fused embedding: only when the loss reads the
     classifier's logits on it. Otherwise the step runs ``model(batch, fuse=False)``: the fusion
     (most of a step with cross-attention) would get no gradient. Evaluation then skips it too:
     the fused embedding and gates would be those of the random initialisation."""
-    return bool(getattr(objective, "needs_fused", True)) and getattr(model, "classifier", None) is not None
+    return bool(objective.needs_fused) and getattr(model, "classifier", None) is not None
 
 
 def check_monitor(monitor: str, trains_fusion: bool) -> None:
@@ -130,7 +132,10 @@ class Trainer:
     hold the only defaults; ``TrainerConfig.from_config(cfg)`` builds it from a run's config.
 
     Args:
-        model, objective: the model and its loss (the loss may own parameters: temperature).
+        model: the model.
+        objective: its loss, a :class:`~mmgnn.losses.TrainingObjective` (it may own
+            parameters: the temperature): ``set_epoch(epoch)`` at the start of every epoch,
+            ``clamp_()`` after every optimiser step, ``temperature`` logged per epoch.
         data: prepared dataset (graphs, collator, splits).
         config: the typed settings. ``train.stages``' epochs add up to the run's epochs;
             early stopping (``train.patience``, ``train.min_delta``) counts in the last stage
@@ -145,13 +150,15 @@ class Trainer:
 
     ``trains_fusion`` (:func:`fuses_in_training`): whether the loss trains the fusion; when not,
     neither training nor evaluation runs it, so no ``fused/*`` or ``gates/*`` metric exists and
-    ``train.monitor`` may not name one (a ValueError here, before training).
+    ``train.monitor`` may not name one (a ValueError here, before training). ``monitor``: the
+    validation key that chooses the best epoch (:func:`mmgnn.metrics.monitored_key` of
+    ``train.monitor`` and ``data.pairing``, resolved once).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        objective: nn.Module,
+        objective: TrainingObjective,
         data: PreparedData,
         config: TrainerConfig,
         run_dir: str | Path,
@@ -164,16 +171,18 @@ class Trainer:
             raise ValueError(
                 f"train.modality_dropout must be in [0, 1), got {train.modality_dropout}"
             )
+        check_implements(objective, TrainingObjective, "the objective")
         self.model, self.objective, self.data = model, objective, data
         self.config, self.callbacks = config, list(callbacks)
         self.trains_fusion = fuses_in_training(model, objective)
+        self.monitor = monitored_key(train.monitor, config.pairing)
         check_monitor(train.monitor, self.trains_fusion)
         if not self.trains_fusion:
             log.info("the loss does not train the fusion (loss.fused=none or no classifier): "
                      "fused/* and gates/* metrics are not computed")
         self.stages: list[Stage] = list(train.stages)
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = self.run_dir / paths.CHECKPOINT_DIR
         self.device = choose_device(train.device)
         self.model.to(self.device)
         self.objective.to(self.device)
@@ -212,12 +221,12 @@ class Trainer:
             "rng": rng_state(),
         }
 
-    def _save(self, name: str, epoch: int) -> Path:
-        return save_checkpoint(self._state(epoch), self.ckpt_dir / f"{name}.pt")
+    def _save(self, file: str, epoch: int) -> Path:
+        return save_checkpoint(self._state(epoch), self.ckpt_dir / file)
 
     def resume(self) -> bool:
         """Load ``checkpoints/last.pt`` if it exists; training continues after its epoch."""
-        path = self.ckpt_dir / "last.pt"
+        path = self.ckpt_dir / paths.LAST_CHECKPOINT
         if not path.exists():
             log.info("train.resume: no checkpoint at %s, starting from epoch 0", path)
             return False
@@ -235,7 +244,7 @@ class Trainer:
 
     def load_best(self) -> None:
         """Put the best checkpoint's weights into the model (for testing)."""
-        state = load_checkpoint(self.ckpt_dir / "best.pt", self.device)
+        state = load_checkpoint(self.ckpt_dir / paths.BEST_CHECKPOINT, self.device)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
 
@@ -247,8 +256,7 @@ class Trainer:
         self.objective.train()
         for module in frozen_modules(self.model, stage):
             module.eval()
-        if hasattr(self.objective, "set_epoch"):
-            self.objective.set_epoch(epoch)
+        self.objective.set_epoch(epoch)
         shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
         dropout_rng = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
         loader = self.data.loader("train", train.batch_size, shuffle=True, generator=shuffle)
@@ -274,7 +282,7 @@ class Trainer:
         metrics = {f"train/{k}": v / max(1, n_batches) for k, v in sums.items()}
         last_step = self.scheduler.last_epoch - 1
         metrics["lr"] = self.config.optim.lr * self.scheduler.lr_lambdas[0](last_step)
-        temperature = getattr(self.objective, "temperature", None)
+        temperature = self.objective.temperature
         if temperature is not None:
             metrics["temperature"] = float(temperature)
         return metrics
@@ -293,7 +301,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite training loss at {where}: "
                 + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                + f"; the last good checkpoint is {self.ckpt_dir / 'last.pt'}"
+                + f"; the last good checkpoint is {self.ckpt_dir / paths.LAST_CHECKPOINT}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -304,8 +312,7 @@ class Trainer:
             )
         self.optimizer.step()
         self.scheduler.step()
-        if hasattr(self.objective, "clamp_"):
-            self.objective.clamp_()
+        self.objective.clamp_()
         return {k: float(v) for k, v in terms.items()}
 
     def validate(self) -> dict[str, float]:
@@ -316,16 +323,15 @@ class Trainer:
         metrics = score(outputs, self.data.dataset.group_names, self.config.pairing)
         return {f"val/{k}": v for k, v in metrics.items()}
 
-    def _monitored(self, val: dict[str, float]) -> tuple[str, float]:
-        monitor = self.config.train.monitor
-        if monitor == "auto":
-            name, value = monitored_value({k[4:]: v for k, v in val.items()}, self.config.pairing)
-            return f"val/{name}", value
-        key = monitor if monitor.startswith("val/") else f"val/{monitor}"
-        if key not in val:
-            raise KeyError(f"train.monitor={monitor!r} is not a validation metric; "
-                           f"some are: {', '.join(sorted(val)[:12])}")
-        return key, val[key]
+    def _monitored(self, val: dict[str, float]) -> float:
+        """The value of :attr:`monitor` among the validation metrics ``val``."""
+        if self.monitor not in val:
+            monitor = self.config.train.monitor
+            why = ("the split has no item with two modalities"
+                   + (" or no labels" if self.config.pairing == "label" else "")
+                   if monitor == "auto" else f"train.monitor={monitor!r} is not a validation metric")
+            raise KeyError(f"{self.monitor}: {why}; some are: {', '.join(sorted(val)[:12])}")
+        return val[self.monitor]
 
     # ----------------------------------------------------------------- the loop
     def _enter_stage(self, index: int, stage: Stage) -> None:
@@ -343,18 +349,18 @@ class Trainer:
         improved = value > self.best_value + self.config.train.min_delta
         if improved:
             self.best_value, self.best_epoch = value, epoch
-            self._save("best", epoch)
+            self._save(paths.BEST_CHECKPOINT, epoch)
         if last:
             self.bad_epochs = 0 if improved else self.bad_epochs + 1
         self.history.append(metrics)
-        self._save("last", epoch)
+        self._save(paths.LAST_CHECKPOINT, epoch)
         return improved
 
     def fit(self) -> FitResult:
         """Train every stage; validate, checkpoint and early-stop per epoch."""
         t0 = time.perf_counter()
         train = self.config.train
-        current, stopped_early, monitor_key = -1, False, train.monitor
+        current, stopped_early = -1, False
         for epoch in range(self.start_epoch, self.total_epochs):
             index, stage = stage_at(self.stages, epoch)
             if index != current:
@@ -362,18 +368,18 @@ class Trainer:
                 current = index
             metrics = self._train_epoch(epoch, stage)
             val = self.validate()
-            monitor_key, value = self._monitored(val)
+            value = self._monitored(val)
             metrics.update(val)
             metrics["epoch"] = epoch
             improved = self._record(epoch, metrics, value, index == len(self.stages) - 1)
             log.info("epoch %d/%d [%s] loss %.4f  %s %.4f%s", epoch + 1, self.total_epochs,
-                     stage.name, metrics.get("train/total", float("nan")), monitor_key, value,
+                     stage.name, metrics.get("train/total", float("nan")), self.monitor, value,
                      "  (best)" if improved else "")
             for callback in self.callbacks:
                 callback.on_epoch_end(epoch, metrics)
             if train.patience > 0 and self.bad_epochs >= train.patience:
                 log.info("early stopping after epoch %d: no improvement of %s for %d epochs",
-                         epoch + 1, monitor_key, train.patience)
+                         epoch + 1, self.monitor, train.patience)
                 stopped_early = True
                 break
             if train.stop_after_epoch is not None and epoch + 1 >= train.stop_after_epoch:
@@ -382,7 +388,7 @@ class Trainer:
         return FitResult(
             best_epoch=self.best_epoch,
             best_value=self.best_value,
-            monitor=monitor_key,
+            monitor=self.monitor,
             epochs_run=len(self.history),
             stopped_early=stopped_early,
             history=self.history,

@@ -13,6 +13,8 @@ import logging
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from mmgnn.tracking.names import TAG_EXPECTED
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,7 @@ def planned_jobs(config: DictConfig, loader=None) -> list[list[str]] | None:
         kwargs.pop("_target_")
         sweeper = getattr(importlib.import_module(module), name)(**kwargs)
     except Exception as error:  # a sweeper we cannot build here: its count stays unknown
-        log.info("cannot plan the sweep's jobs (%s); mmgnn.expected_jobs not set", error)
+        log.info("cannot plan the sweep's jobs (%s); %s not set", error, TAG_EXPECTED)
         return None
     if not hasattr(sweeper, "split_arguments"):
         return None
@@ -54,7 +56,7 @@ def planned_jobs(config: DictConfig, loader=None) -> list[list[str]] | None:
         overrides = OverridesParser.create(config_loader=loader).parse_overrides(_arguments(config))
         batches = sweeper.split_arguments(overrides, None)
     except Exception as error:  # e.g. glob(*) without a loader: the sweep still runs and is logged
-        log.warning("cannot plan the sweep's jobs (%s); mmgnn.expected_jobs not set", error)
+        log.warning("cannot plan the sweep's jobs (%s); %s not set", error, TAG_EXPECTED)
         return None
     return [list(job) for batch in batches for job in batch]
 
