@@ -21,6 +21,13 @@ is computed in float32 with autocast disabled, so bf16 training keeps a stable l
 
 After every call ``loss.diagnostics`` holds the loss's per-batch diagnostics (detached scalar
 tensors keyed by name, e.g. ``hardneg/floor_share``; empty for losses without any).
+
+Three items whose text and image embeddings agree (``z``, orthonormal rows):
+
+>>> z = torch.eye(3)
+>>> both = torch.ones(3, 2, dtype=torch.bool)
+>>> float(CosineAlignment()({"text": z, "image": z}, both)), float(CosineAlignment()({"text": z, "image": -z}, both))
+(0.0, 2.0)
 """
 from __future__ import annotations
 
@@ -144,6 +151,15 @@ class CosineAlignment(_PairwiseAlignment):
 
     Args:
         pairing: ``"item"`` or ``"label"``.
+
+    With ``pairing="label"`` items 0 and 1 share a label, so ``text[0]`` should also meet
+    ``image[1]`` (orthogonal: cosine 0): of the five same-label pairs (0, 0), (0, 1), (1, 0),
+    (1, 1), (2, 2), two are off by 1.
+
+    >>> z, both = torch.eye(3), torch.ones(3, 2, dtype=torch.bool)
+    >>> labels = torch.tensor([0, 0, 1])
+    >>> round(float(CosineAlignment(pairing="label")({"text": z, "image": z}, both, labels)), 4)
+    0.4
     """
 
     def _pair_terms(self, names, z, present, labels, groups):
@@ -195,6 +211,20 @@ class InfoNCE(_PairwiseAlignment):
         queue_size: number of past items kept as extra keys (0: none); a multiple of the
             batch size.
         pairing: ``"item"`` or ``"label"``.
+
+    At ``t = 1`` with orthonormal embeddings that agree, every anchor's positive has logit 1
+    and its two negatives 0: ``-log(e / (e + 2)) = log(1 + 2/e)``. When item 2 lacks its image,
+    text anchors have one negative left and image anchors are items 0 and 1 only:
+
+    >>> z, both = torch.eye(3), torch.ones(3, 2, dtype=torch.bool)
+    >>> loss = InfoNCE(temperature=1.0, learn_temperature=False)
+    >>> round(float(loss({"text": z, "image": z}, both)), 4), round(math.log(1 + 2 / math.e), 4)
+    (0.5514, 0.5514)
+    >>> no_image = torch.tensor([[True, True], [True, True], [True, False]])
+    >>> round(float(loss({"text": z, "image": z}, no_image)), 4)  # (log(1 + 1/e) + log(1 + 2/e)) / 2
+    0.4324
+    >>> round(InfoNCE(temperature=0.07).temperature, 4)
+    0.07
     """
 
     def __init__(
@@ -355,6 +385,18 @@ class HardNegativeInfoNCE(InfoNCE):
         beta_warmup_epochs: epochs over which ``beta`` ramps up from 0 (0: no ramp).
         floor_warn_share: warn when more than this share of a training batch's anchors sit at
             the floor, in ``[0, 1]`` (1: never).
+
+    With ``beta = 0``, ``tau_plus = 0`` and ``gamma = 1`` it is :class:`InfoNCE`; ``beta``
+    ramps up over ``beta_warmup_epochs`` as the trainer calls :meth:`set_epoch`:
+
+    >>> z, both = torch.eye(3), torch.ones(3, 2, dtype=torch.bool)
+    >>> plain = HardNegativeInfoNCE(temperature=1.0, learn_temperature=False, beta=0.0, gamma=1.0)
+    >>> round(float(plain({"text": z, "image": z}, both)), 4)
+    0.5514
+    >>> ramped = HardNegativeInfoNCE(beta=1.0, beta_warmup_epochs=4)
+    >>> ramped.set_epoch(2)
+    >>> ramped.current_beta
+    0.5
     """
 
     def __init__(

@@ -30,6 +30,18 @@ class MultimodalObjective(nn.Module):
         fused: ``"classify"`` or ``"none"``.
         fused_weight: weight of ``fused_ce``.
         alignment_weight: weight of ``align``.
+
+    >>> from types import SimpleNamespace
+    >>> from mmgnn.losses import CosineAlignment, InfoNCE
+    >>> z, both = torch.eye(3), torch.ones(3, 2, dtype=torch.bool)
+    >>> out = SimpleNamespace(embeddings={"text": z, "image": -z}, present=both,
+    ...                       logits=torch.zeros(3, 4))
+    >>> total, terms = MultimodalObjective(CosineAlignment(), fused_weight=0.5)(
+    ...     out, SimpleNamespace(labels=torch.tensor([0, 1, -1]), groups=None))
+    >>> {k: round(float(v), 4) for k, v in terms.items()}  # 2 + 0.5 * ln 4 over the 2 labelled
+    {'align': 2.0, 'fused_ce': 1.3863, 'total': 2.6931}
+    >>> MultimodalObjective(InfoNCE(temperature=0.5), fused="none").temperature
+    0.5
     """
 
     def __init__(

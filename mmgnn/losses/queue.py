@@ -23,6 +23,16 @@ class EmbeddingQueue:
             first :meth:`enqueue`, as MoCo requires; a smaller last batch of an epoch wraps).
         dim: embedding width ``D``.
         modalities: modality names, the column order of ``present``.
+
+    >>> queue = EmbeddingQueue(size=4, dim=2, modalities=["text", "image"])
+    >>> batch = {"text": torch.eye(2), "image": torch.eye(2)}
+    >>> queue.enqueue(batch, torch.tensor([[True, True], [True, False]]), torch.tensor([3, 5]))
+    >>> len(queue), queue.entries("image")[1].tolist(), queue.entries("image")[2].tolist()
+    (2, [True, False], [3, 5])
+    >>> for _ in range(2):  # full after 4 items: the oldest are overwritten
+    ...     queue.enqueue(batch, torch.ones(2, 2, dtype=torch.bool))
+    >>> len(queue), queue.entries("text")[2].tolist()
+    (4, [-1, -1, -1, -1])
     """
 
     def __init__(self, size: int, dim: int, modalities: tuple[str, ...] | list[str]) -> None:

@@ -1,4 +1,15 @@
-"""Readout: one vector per item from the node features of a batched graph."""
+"""Readout: one vector per item from the node features of a batched graph.
+
+Two items, one of two nodes and one of a single node (node features ``h`` ``[3, 2]``):
+
+>>> import dgl, torch
+>>> graph = dgl.batch([dgl.graph(([0], [1])), dgl.graph(([], []), num_nodes=1)])
+>>> h = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+>>> Readout("mean", 2)(graph, h).tolist()
+[[2.0, 3.0], [5.0, 6.0]]
+>>> Readout("max", 2)(graph, h).tolist(), Readout("sum", 2)(graph, h).tolist()
+([[3.0, 4.0], [5.0, 6.0]], [[4.0, 6.0], [5.0, 6.0]])
+"""
 from __future__ import annotations
 
 import math
@@ -23,6 +34,12 @@ class QueryReadout(nn.Module):
 
     Shapes: ``forward(graph, h)`` with ``h`` ``[N, dim]`` -> ``[B, dim]``; an item with 0
     nodes gives zeros.
+
+    >>> import dgl, torch
+    >>> graph = dgl.batch([dgl.graph(([0, 1], [1, 2])), dgl.graph(([], []), num_nodes=0)])
+    >>> pooled = QueryReadout(dim=4, queries=3)(graph, torch.randn(3, 4))
+    >>> pooled.shape, pooled[1].tolist()
+    (torch.Size([2, 4]), [0.0, 0.0, 0.0, 0.0])
     """
 
     def __init__(self, dim: int, queries: int) -> None:
@@ -56,6 +73,17 @@ class Readout(nn.Module):
 
     Shapes: ``forward(graph, h)`` with ``h`` ``[N, dim]`` -> ``[B, dim]``,
     ``B = graph.batch_size``. A graph with 0 nodes gives a row of zeros.
+
+    >>> import dgl, torch
+    >>> graph = dgl.batch([dgl.graph(([0], [1])), dgl.graph(([], []), num_nodes=0)])
+    >>> Readout("mean", 2)(graph, torch.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[2.0, 3.0], [0.0, 0.0]]
+    >>> Readout("attention", 8)(graph, torch.randn(2, 8)).shape
+    torch.Size([2, 8])
+    >>> Readout("median", 8)
+    Traceback (most recent call last):
+    ...
+    ValueError: readout must be one of ('mean', 'max', 'sum', 'attention', 'query'), got 'median'
     """
 
     def __init__(self, kind: str, dim: int, queries: int = 8) -> None:
