@@ -18,6 +18,8 @@ from pathlib import Path
 
 #: The environment variable that moves every output (run folders, the store, reports).
 HOME_ENV = "MMGNN_HOME"
+#: The root when it is not set, in the project folder.
+DEFAULT_HOME = "outputs"
 
 # A run folder's files, as training writes them and inference reads them.
 HYDRA_DIR = ".hydra"  # Hydra's record of the job: CONFIG_FILE (the composed config), overrides
@@ -38,7 +40,7 @@ def project_root() -> Path:
 def home() -> Path:
     """The root of every output: ``$MMGNN_HOME``, else ``<project>/outputs`` (absolute)."""
     value = os.environ.get(HOME_ENV)
-    return Path(value).expanduser().resolve() if value else project_root() / "outputs"
+    return Path(value).expanduser().resolve() if value else project_root() / DEFAULT_HOME
 
 
 def default_store() -> Path:
