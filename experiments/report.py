@@ -132,12 +132,12 @@ def write_markdown(path: str, report: Report, experiment: str, parent_id: str,
                  "(differences from the baseline); an interval that contains 0 means no "
                  "detectable difference")
     body = ["## Ablation table", "", report.ablation_md.strip()]
-    for name, title in (("ranks.md", "Rank view"), ("effects.md", "Effects")):
+    for name in ("ranks.md", "effects.md"):
         part = report.path.parent / name
-        if part.exists():  # its headings one level down
+        if part.exists():  # its headings one level down, under the page's title
             text = "\n".join(("#" + line) if line.startswith("#") else line
                              for line in part.read_text().strip().splitlines())
-            body += ["", f"## {title}", "", text]
+            body += ["", text]
     return write_page(path, f"Results: {experiment}", "\n".join(body),
                       command_line("experiments.report", argv), notes=notes)
 
