@@ -26,7 +26,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 MARKER = "<!-- runnable -->"
 README_MAX_LINES = 250
-BLOCK_TIMEOUT_S = 240
+BLOCK_TIMEOUT_S = 480  # generous: a shared, loaded machine can be 3-4x slower than an idle one
 FENCE = re.compile(r"^(`{3,})\s*(\S*)")
 
 
