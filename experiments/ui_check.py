@@ -28,6 +28,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from mmgnn.tracking.names import TAG_PARENT
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -74,7 +76,7 @@ def expected_values(client: MlflowClient, parent_id: str) -> tuple[str, list[str
     if not factors:
         raise UICheckError(f"run {parent_id} has no mmgnn.factors tag: is it a sweep's parent?")
     children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+                                  filter_string=f"tags.{TAG_PARENT} = '{parent_id}'")
     if not children:
         raise UICheckError(f"run {parent_id} has no child runs")
     rows = {}

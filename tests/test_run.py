@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from mmgnn.config import group_options, register_configs
@@ -74,7 +75,7 @@ def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins(
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
             cfg = compose("config", overrides=overrides)
-        return [s.name for s in cfg.train.stages], cfg.pe.default.kind
+        return [s.name for s in cfg.train.stages], get_class(cfg.pe.default._target_).kind
 
     assert chosen([]) == (["warmup", "finetune"], "none")
     assert chosen(["data=digits"]) == (["joint"], "index")
