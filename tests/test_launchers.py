@@ -24,9 +24,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from mlflow.tracking import MlflowClient
+from hydra import compose, initialize_config_dir
 
 from conftest import ROOT
+from mmgnn.config import CONF_DIR, register_configs
+from mmgnn.launch.callbacks import per_machine_store, runs_elsewhere
+from mmgnn.launch.job import launcher_threads
 from test_tracking import TINY, check_two_by_two, free_port, mlflow_server, runs_of  # noqa: F401
 
 # Tiny jobs whose torch threads the launcher decides (TINY pins train.num_threads=1).
@@ -268,6 +271,37 @@ def test_slurm_launcher_submits_a_two_by_two_array_that_runs(tmp_path):
 
 
 # ------------------------------------------------------------------------ per-machine stores
+def launcher_config(*overrides):
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("config", overrides=list(overrides), return_hydra_config=True).hydra.launcher
+
+
+@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+@pytest.mark.parametrize(("overrides", "elsewhere", "threads"), [
+    ([], False, 0),  # basic: one job at a time, torch's default
+    (["hydra/launcher=local_parallel"], False, max(1, (os.cpu_count() or 1) // 2)),
+    (["hydra/launcher=local_submitit"], False, 1),
+    (["hydra/launcher=ray"], False, 1),  # its own local Ray: the jobs share this disk
+    (["hydra/launcher=ray", "hydra.launcher.ray.remote.num_cpus=3"], False, 3),
+    (["hydra/launcher=ray", "hydra.launcher.ray.init.address=auto"], True, 1),
+    (["hydra/launcher=ray_cluster", "hydra.launcher.ray.remote.num_cpus=2"], True, 2),
+    (["hydra/launcher=slurm"], True, 2),
+])
+def test_launchers_where_jobs_run_and_their_threads(overrides, elsewhere, threads):
+    launcher = launcher_config(*overrides)
+    assert runs_elsewhere(launcher) is elsewhere
+    assert launcher_threads(launcher) == threads
+
+
+def test_per_machine_stores():
+    assert per_machine_store("sqlite:////tmp/x/mlflow.db") and per_machine_store("file:///tmp/m")
+    assert per_machine_store("/tmp/mlruns") and per_machine_store("./mlruns")
+    assert not per_machine_store("http://10.0.0.2:5000")
+    assert not per_machine_store("https://mlflow.example.org")
+    assert not per_machine_store("postgresql://u@db/mlflow")
+
+
 @pytest.mark.parametrize("launcher", [
     ["hydra/launcher=ray_cluster"],
     ["hydra/launcher=ray", "hydra.launcher.ray.init.address=auto"],
