@@ -5,6 +5,7 @@
         [--rank-by all|alone|fused|map] [--data-seed same|N] [--out DIR] [--small] [--test] \\
         [--dry-run] [-- more overrides for every job]
     python -m experiments.suite --candidates candidates.yaml --seeds 0 1 2
+    python -m experiments.suite --describe        the datasets' sizes (docs/datasets.md)
 
 Every candidate x dataset x seed is a job of a Hydra multirun of ``run.py`` (one multirun per
 candidate, over the datasets and seeds; ``--launcher`` picks ``hydra/launcher``, e.g.
@@ -32,7 +33,7 @@ lacks the validation scores with modalities removed (``best_val/missing/...``, r
 training) is scored once from its best checkpoint and cached (``<outputs>/suite/posthoc/``).
 
 ``--small`` is for tests: every dataset subsampled to 96 items (``train.max_items``), one epoch,
-one seed, the KTuberling datasets built from 4 languages. Tables and the tidy scores go to
+one seed, the KTuberling datasets built from 4 languages (``ktuberling``: its 18 Egypt objects). Tables and the tidy scores go to
 ``--out`` (default ``<outputs>/suite/<date>_<time>/``): ``suite.md``, ``scores.csv``,
 ``controls.csv``, ``logs/`` and ``sweeps/``; with ``--test`` also ``test.md``.
 """
@@ -49,6 +50,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mmgnn import paths
@@ -62,7 +64,10 @@ SMALL = ("train.max_items=96", "train.stages=[{name:joint,epochs:1,freeze:[],lr_
          "train.batch_size=32", "train.eval_batch_size=128")
 #: ``--small``: per dataset, a small build instead of the full one.
 SMALL_DATA = {
-    "ktuberling": ("data.loader.languages=[de,en,fr,uk]", "data.loader.name=ktuberling_tiny"),
+    "ktuberling": ("data.loader.languages=[de,en,fr,uk]", "data.loader.name=ktuberling_tiny",
+                   "data.loader.objects=[" + ",".join(f"egypt_{o}" for o in (
+                       "arch", "birds", "boy", "bridge", "camel", "cart", "column", "donkey", "girl", "grass",
+                       "man", "oasis", "palmtree", "pyramid", "road", "sphynx", "well", "woman")) + "]"),
     "ktuberling_small": ("data.loader.languages=[en,es,fr,it]", "data.loader.name=ktuberling_small_tiny"),
 }
 POSTHOC_DIR = "posthoc"  # under <outputs>/suite: validation scores computed from checkpoints
@@ -115,6 +120,21 @@ def cached_control(data, dataset: str, split: str) -> dict[str, float]:
     file.parent.mkdir(parents=True, exist_ok=True)
     (rows if table is None else pd.concat([table, rows], ignore_index=True)).to_csv(file, index=False)
     return values
+
+
+def describe(datasets: Sequence[str], data_seed: int = 0) -> str:
+    """A markdown table of the datasets as a job loads them (built if not cached): items per
+    split, labels, groups, pairing, and per modality nodes per item and feature size."""
+    rows = []
+    for dataset in datasets:
+        data = load_suite_dataset(dataset, data_seed, ())
+        pairing = compose([f"data={dataset}"]).data.pairing
+        sizes = {s: int((data.split == s).sum()) for s in ("train", "val", "test")}
+        shapes = ", ".join(f"{m} {np.median(d.counts[d.present]):.0f}x{d.dim}" for m, d in data.modalities.items())
+        rows.append({"data=": dataset, "items": data.n_items, "train/val/test": "/".join(map(str, sizes.values())),
+                     "labels": data.num_classes, "groups": len(data.group_names), "pairing": pairing,
+                     "modalities (median nodes x features)": shapes})
+    return S.markdown_table(pd.DataFrame(rows), align_right=["items", "labels", "groups"])
 
 
 # ----------------------------------------------------------------------------- runs
@@ -214,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.suite", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Overrides after -- go to every job (e.g. -- tracking.experiment=suite).")
-    p.add_argument("--candidates", nargs="+", required=True,
+    p.add_argument("--candidates", nargs="+", default=None,
                    help="override strings (one candidate each; 'defaults' = none) or YAML/JSON files name -> overrides")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="replicates (default 0 1 2)")
     p.add_argument("--datasets", nargs="+", default=list(S.SUITE), help="data= options (default: the suite)")
@@ -226,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="tiny jobs for tests: 96 items, 1 epoch, 1 seed")
     p.add_argument("--test", action="store_true", help="also print the chosen candidate's test-split numbers")
     p.add_argument("--dry-run", action="store_true", help="print the multirun commands and stop")
+    p.add_argument("--describe", action="store_true",
+                   help="print the datasets' sizes (data.seed 0; built if not cached) and stop")
     return p
 
 
@@ -237,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    if args.describe:
+        print(describe(args.datasets))
+        return 0
+    if not args.candidates:
+        print("error: --candidates is required (override strings, 'defaults', or YAML/JSON files)", file=sys.stderr)
+        return 2
     try:
         candidates = S.parse_candidates(args.candidates)
     except ValueError as error:

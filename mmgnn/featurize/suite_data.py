@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -304,7 +305,7 @@ def render_pictures(wanted: pd.DataFrame, source: Path, folder: Path) -> dict[tu
             for object_id in todo:
                 image = render_object(root, parents, object_id)
                 files[object_id].parent.mkdir(parents=True, exist_ok=True)
-                partial = files[object_id].with_suffix(".partial.png")
+                partial = files[object_id].with_suffix(f".{os.getpid()}.partial.png")
                 image.save(partial)
                 partial.replace(files[object_id])
         out.update({(board, o): f for o, f in files.items()})
@@ -388,9 +389,10 @@ def build_ktuberling(out: str | Path, languages: Sequence[str] | None = None, ob
         file = image_dir / f"{item_id.replace('/', '__')}.png"
         if not file.is_file():
             file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(f".{os.getpid()}.partial.png")
             with Image.open(drawings[(board, object_id)]) as picture:
-                draw_item(picture, item_id, image_size, jitter).save(file.with_suffix(".partial.png"))
-            file.with_suffix(".partial.png").replace(file)
+                draw_item(picture, item_id, image_size, jitter).save(partial)
+            partial.replace(file)
         image_files.append(str(file))
     manifest = pd.DataFrame({
         "item_id": items["item_id"], "label": items["sound"], "group": items["language"],
