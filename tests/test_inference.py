@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -93,3 +94,71 @@ def test_a_checkpoint_with_pickled_objects_is_refused_not_unpickled(trained, tmp
               "--out", str(tmp_path / "emb.npz")])
     assert not marker.exists(), "the pickled payload ran"
     assert not (tmp_path / "emb.npz").exists()
+
+
+# ----------------------------------------------------------------------------- raw items (--manifest)
+
+
+@pytest.fixture(scope="module")
+def trained_raw(tmp_path_factory, one_thread):
+    """A run trained on a featurized raw example (MiniLM text, EfficientNet-Lite0 image cells,
+    log-mel audio): the run folder records the folder's featurize.json."""
+    from experiments.make_raw_example import make_raw_example
+    from mmgnn.featurize import AudioFeaturizer, EfficientNetLiteFeaturizer, TextFeaturizer, featurize
+
+    tmp = tmp_path_factory.mktemp("inference_raw")
+    manifest = make_raw_example(tmp / "raw", n_classes=3, per_class=6, seed=0)
+    featurizers = {"text": TextFeaturizer(device="cpu"), "image": EfficientNetLiteFeaturizer(device="cpu"),
+                   "audio": AudioFeaturizer(mels=16)}
+    featurize(manifest, tmp / "data", featurizers, cache=None, progress=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "debug=fast", "data=folder", f"data.path={tmp / 'data'}",
+         "gnn.hidden_dim=16", "model.embed_dim=16", "train.robustness.missing=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false", "train.num_threads=1",
+         f"hydra.run.dir={tmp / 'run'}"],
+        cwd=tmp, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp
+
+
+def test_raw_items_embed_as_their_featurized_folder_does(trained_raw, tmp_path):
+    """The same raw item through featurize -> folder -> inference and through --manifest gives
+    the same embeddings, from a manifest elsewhere with other items, no label and no split."""
+    from experiments.make_raw_example import make_raw_example
+
+    run_dir, raw = trained_raw / "run", trained_raw / "raw"
+    assert (run_dir / "featurize.json").read_text() == (trained_raw / "data" / "featurize.json").read_text()
+    run = TrainedRun.load(run_dir)
+    dataset = load_folder(trained_raw / "data", modalities=list(run.modality_dims))
+    reference = run.embed(dataset)
+    table = pd.read_csv(raw / "items.csv", dtype=str, keep_default_na=False)
+    chosen = table.iloc[[7, 0, 12, 3, 16]].copy()  # another order, a subset
+    for column in ("image", "audio"):
+        chosen[column] = [str(raw / v) if v else "" for v in chosen[column]]
+    others = pd.read_csv(make_raw_example(tmp_path / "other", n_classes=2, per_class=3, seed=5),
+                         dtype=str, keep_default_na=False)  # new items batched beside them
+    for column in ("image", "audio"):
+        others[column] = [str(tmp_path / "other" / v) if v else "" for v in others[column]]
+    others["item_id"] = "new-" + others["item_id"]
+    new = pd.concat([chosen, others])[["item_id", "text", "image", "audio"]]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    main(["--run", str(run_dir), "--manifest", str(tmp_path / "new.csv"), "--out", str(tmp_path / "emb.npz")])
+    rows = [int(np.flatnonzero(dataset.items["item_id"].to_numpy() == i)[0]) for i in chosen["item_id"]]
+    with np.load(tmp_path / "emb.npz") as z:
+        assert list(z["item_id"][:5]) == list(chosen["item_id"]) and len(z["item_id"]) == 11
+        np.testing.assert_array_equal(z["present"][:5], reference.present[rows])
+        for m in run.modality_dims:
+            np.testing.assert_allclose(z[f"embedding_{m}"][:5], reference.embeddings[m][rows], atol=1e-6)
+        np.testing.assert_allclose(z["fused"][:5], reference.fused[rows], atol=1e-6)
+
+
+def test_manifest_route_needs_a_run_trained_on_featurized_data(trained, trained_raw, tmp_path):
+    pd.DataFrame([{"item_id": "x", "text": "a", "image": "", "audio": ""}]).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(SystemExit, match=r"mmgnn\.inference: .*no featurize\.json"):
+        main(["--run", str(trained / "run"), "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "e.npz")])
+    pd.DataFrame([{"item_id": "x", "text": "a", "image": "nope.png"}]).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(SystemExit, match=r"mmgnn\.inference: .*no column 'audio'"):
+        main(["--run", str(trained_raw / "run"), "--manifest", str(tmp_path / "m.csv"),
+              "--out", str(tmp_path / "e.npz")])
+    assert not (tmp_path / "e.npz").exists()

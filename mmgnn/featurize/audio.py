@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import soundfile
@@ -11,6 +10,32 @@ import torchaudio
 
 from mmgnn.featurize.base import Featurizer, package_versions
 from mmgnn.featurize.manifest import ItemError
+
+
+def read_clip(content: bytes, sample_rate: int, min_samples: int, silence_db: float) -> torch.Tensor:
+    """File bytes -> float32 mono waveform ``[n]`` at ``sample_rate``: any format libsndfile
+    reads, channels averaged, resampled (``torchaudio.functional.resample``). Raises
+    ``ItemError`` for an unreadable file, a clip shorter than ``min_samples`` (after
+    resampling), non-finite samples, or a peak below ``silence_db`` dBFS."""
+    try:
+        wave, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise ItemError(f"not an audio file libsndfile can read (WAV, FLAC, OGG, MP3, ...): {err}") from None
+    mono = torch.from_numpy(wave).mean(dim=1)  # [frames, channels] -> [frames]
+    if rate != sample_rate:
+        mono = torchaudio.functional.resample(mono, rate, sample_rate)
+    if mono.numel() < min_samples:
+        raise ItemError(
+            f"clip too short: {mono.numel()} samples at {sample_rate} Hz "
+            f"({mono.numel() / sample_rate:.4f} s), fewer than one window of {min_samples}"
+        )
+    peak = float(mono.abs().max())
+    if not np.isfinite(peak):
+        raise ItemError("clip has non-finite samples")
+    if peak == 0 or 20 * np.log10(peak) < silence_db:
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
+        raise ItemError(f"silent clip: peak {level} dBFS is below the silence level {silence_db} dBFS")
+    return mono
 
 
 class AudioFeaturizer(Featurizer):
@@ -33,6 +58,7 @@ class AudioFeaturizer(Featurizer):
     """
 
     kind = "audio"
+    encoder = "logmel"
     reads_files = True
 
     def __init__(
@@ -48,36 +74,12 @@ class AudioFeaturizer(Featurizer):
         )
         self._db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "sample_rate": self.sample_rate, "window": self.window, "hop": self.hop, "mels": self.mels,
-            "silence_db": self.silence_db, "mel_scale": "htk", "power": 2.0, "center": True,
-        }
-
     def versions(self) -> dict[str, str]:
         return {**package_versions("torchaudio", "soundfile"), "libsndfile": soundfile.__libsndfile_version__}
 
     def decode(self, content: bytes) -> torch.Tensor:
         """File bytes -> float32 mono waveform ``[n]`` at ``sample_rate``."""
-        try:
-            wave, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-            raise ItemError(f"not an audio file libsndfile can read (WAV, FLAC, OGG, MP3, ...): {err}") from None
-        mono = torch.from_numpy(wave).mean(dim=1)  # [frames, channels] -> [frames]
-        if rate != self.sample_rate:
-            mono = torchaudio.functional.resample(mono, rate, self.sample_rate)
-        if mono.numel() < self.window:
-            raise ItemError(
-                f"clip too short: {mono.numel()} samples at {self.sample_rate} Hz "
-                f"({mono.numel() / self.sample_rate:.4f} s), fewer than one window of {self.window}"
-            )
-        peak = float(mono.abs().max())
-        if not np.isfinite(peak):
-            raise ItemError("clip has non-finite samples")
-        if peak == 0 or 20 * np.log10(peak) < self.silence_db:
-            level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
-            raise ItemError(f"silent clip: peak {level} dBFS is below the silence level {self.silence_db} dBFS")
-        return mono
+        return read_clip(content, self.sample_rate, self.window, self.silence_db)
 
     def compute(self, decoded: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
         out = []

@@ -14,14 +14,15 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from mmgnn.data.folder import ITEMS_FILE, load_folder
 from mmgnn.featurize.base import Featurizer, package_versions
 from mmgnn.featurize.cache import ItemCache, item_key
 from mmgnn.featurize.manifest import FeaturizeError, ItemError, Manifest, read_manifest
+from mmgnn.featurize.record import INFO_FILE
 
-INFO_FILE = "featurize.json"
 SKIPPED_FILE = "skipped.csv"
 
 
@@ -62,11 +63,12 @@ def _content(manifest: Manifest, row: int, column: str, featurizer: Featurizer) 
 
 def _featurize_column(
     manifest: Manifest, column: str, featurizer: Featurizer, cache: ItemCache, batch_size: int,
-    bad: Callable[[int, str, str], None], progress: bool,
+    bad: Callable[[int, str, str], None], progress: bool, threads: int,
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, int]]:
     """Node arrays of every item that has ``column`` (row -> arrays) and computed/reused counts."""
     rows = np.flatnonzero(manifest.present(column))
-    kind, settings = featurizer.kind, {**featurizer.settings(), "versions": featurizer.versions()}
+    kind = featurizer.kind
+    settings = {**featurizer.settings(), "versions": featurizer.versions(), "threads": threads}
     results: dict[int, dict[str, np.ndarray]] = {}
     counts = {"computed": 0, "reused": 0}
     with tqdm(total=len(rows), desc=f"{column} ({kind})", unit="item", disable=not progress) as bar:
@@ -84,13 +86,55 @@ def _featurize_column(
                         counts["reused"] += 1
                 except ItemError as err:
                     bad(row, column, str(err))
-            computed = featurizer.compute([decoded for _, _, decoded in pending])
-            for (row, key, _), arrays in zip(pending, computed):
+            for (row, key, _), arrays in _compute(featurizer, pending, column, bad):
                 cache.put(kind, key, arrays)
                 results[row] = arrays
-            counts["computed"] += len(pending)
+                counts["computed"] += 1
             bar.update(len(batch))
     return results, counts
+
+
+def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
+    x, pos = arrays.get("x"), arrays.get("pos")
+    if x is None or x.ndim != 2 or len(x) == 0:
+        raise ItemError(f"the encoder gave no nodes (x of shape {None if x is None else x.shape})")
+    if not np.isfinite(x).all():
+        raise ItemError("the encoder gave non-finite features (NaN or inf)")
+    if pos is not None and len(pos) != len(x):
+        raise ItemError(f"the encoder gave {len(x)} nodes but {len(pos)} positions")
+
+
+def _compute(featurizer: Featurizer, pending: list[tuple[int, str, Any]], column: str,
+             bad: Callable[[int, str, str], None]) -> list[tuple[tuple[int, str, Any], dict[str, np.ndarray]]]:
+    """``featurizer.compute`` on a batch; when the batch fails, each item alone, so that an
+    item the encoder cannot take is named (row, item, file) like any bad item."""
+    if not pending:
+        return []
+    try:
+        computed = featurizer.compute([decoded for _, _, decoded in pending])
+        for arrays in computed:
+            _check_arrays(arrays)
+        return list(zip(pending, computed))
+    except Exception:  # noqa: BLE001  (which item? retried one by one below)
+        if len(pending) == 1:
+            return _compute_one(featurizer, pending[0], column, bad)
+    return [done for entry in pending for done in _compute_one(featurizer, entry, column, bad)]
+
+
+def _compute_one(featurizer, entry, column, bad):
+    try:
+        [arrays] = featurizer.compute([entry[2]])
+        _check_arrays(arrays)
+    except ItemError as err:
+        bad(entry[0], column, str(err))
+        return []
+    except Exception as err:  # noqa: BLE001  (the encoder failed on this item)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+        message = " ... ".join(dict.fromkeys([lines[0], lines[-1]]))  # TorchScript: the cause is last
+        bad(entry[0], column, f"{featurizer.kind} encoder {featurizer.encoder!r} failed: "
+                              f"{type(err).__name__}: {message}")
+        return []
+    return [(entry, arrays)]
 
 
 def _pack(rows: np.ndarray, results: dict[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -150,7 +194,8 @@ def _write(partial: Path, manifest: Manifest, keep: np.ndarray, featurizers: dic
         np.savez(partial / f"{column}.npz", **arrays)
         counts = np.diff(arrays["ptr"])
         facts[column] = {
-            "kind": featurizer.kind, "settings": featurizer.settings(), "dim": int(arrays["x"].shape[1]),
+            "kind": featurizer.kind, "settings": featurizer.settings(), "versions": featurizer.versions(),
+            "dim": int(arrays["x"].shape[1]),
             "items": int((counts > 0).sum()), "nodes": int(counts.sum()), "max_nodes": int(counts.max()),
         }
     return facts
@@ -194,6 +239,7 @@ def featurize(
     skip_bad: bool = False,
     batch_size: int = 32,
     progress: bool = True,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Featurize a raw manifest into a dataset folder that ``data=folder`` reads unchanged.
 
@@ -207,6 +253,11 @@ def featurize(
         skip_bad: leave bad items out (listed in ``skipped.csv``) instead of failing.
         batch_size: items per featurizer batch.
         progress: show a tqdm progress bar per column.
+        threads: torch's intra-op threads while encoding (restored afterwards). A float32
+            network's outputs can differ in their last bits with the thread count (about 1e-5
+            for EfficientNet's head), so the count is recorded and keys the cache, and
+            ``mmgnn.inference --manifest`` featurizes with the recorded count: new raw items
+            get exactly the training items' features on the same machine and versions.
 
     Returns:
         What ``featurize.json`` records: manifest, versions, per-column settings and sizes,
@@ -223,15 +274,22 @@ def featurize(
     cache_root = default_cache(out) if cache is True else (cache or None)
     bad = _BadItems(table, featurizers, skip_bad)
     bad.check_every_item_has_a_modality()
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     item_cache = ItemCache(cache_root)
     results, counts, seconds = {}, {"computed": 0, "reused": 0}, {}
-    for column, featurizer in featurizers.items():
-        column_started = time.perf_counter()
-        results[column], column_counts = _featurize_column(
-            table, column, featurizer, item_cache, batch_size, bad, progress
-        )
-        seconds[column] = round(time.perf_counter() - column_started, 3)
-        counts = {k: counts[k] + column_counts[k] for k in counts}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for column, featurizer in featurizers.items():
+            column_started = time.perf_counter()
+            results[column], column_counts = _featurize_column(
+                table, column, featurizer, item_cache, batch_size, bad, progress, threads
+            )
+            seconds[column] = round(time.perf_counter() - column_started, 3)
+            counts = {k: counts[k] + column_counts[k] for k in counts}
+    finally:
+        torch.set_num_threads(before)
     keep = np.setdiff1d(np.arange(len(table.table)), [s.row for s in bad.skipped])
     if len(keep) == 0:
         raise FeaturizeError(f"{table.path}: every item was bad; nothing to write ({len(bad.skipped)} problems)")
@@ -247,7 +305,8 @@ def featurize(
         bad.write_report(partial)
         info = _info(table, featurizers, facts, items=int(len(keep)), skipped=len(bad.skipped),
                      cache=None if cache_root is None else str(Path(cache_root).resolve()),
-                     batch_size=batch_size, seconds=round(time.perf_counter() - started, 3), **counts)
+                     batch_size=batch_size, threads=threads, seconds=round(time.perf_counter() - started, 3),
+                     **counts)
         (partial / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         load_folder(partial, modalities=list(featurizers))  # the output must meet the folder contract
         _publish(partial, out)

@@ -1,11 +1,14 @@
-"""Images -> one node per patch of a fixed grid (ViT-style patching: Dosovitskiy et al. 2021)."""
+"""Images -> one node per patch of a fixed grid (ViT-style patching: Dosovitskiy et al. 2021).
+
+Every image encoder opens files with :func:`open_image`: any format Pillow reads, with the
+EXIF orientation applied (a phone photo stored sideways is featurized upright).
+"""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmgnn.featurize.base import Featurizer, package_versions
 from mmgnn.featurize.manifest import ItemError
@@ -13,8 +16,22 @@ from mmgnn.featurize.manifest import ItemError
 IMAGE_MODES = {"grey": "L", "rgb": "RGB"}
 
 
+def open_image(content: bytes, mode: str = "RGB") -> Image.Image:
+    """File bytes -> a Pillow image in ``mode`` (``L`` or ``RGB``), upright by its EXIF
+    orientation; raises ``ItemError`` for a file Pillow cannot read or a corrupt one."""
+    try:
+        image = Image.open(io.BytesIO(content))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except UnidentifiedImageError:
+        raise ItemError("not an image format Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt or huge
+        raise ItemError(f"corrupt image ({type(err).__name__}: {err})") from None
+    return image.convert(mode)
+
+
 class ImageFeaturizer(Featurizer):
-    """An image, resized to ``size x size`` (bilinear), cut into ``(size / patch)^2`` patches.
+    """An image, upright (EXIF), resized to ``size x size`` (bilinear), cut into ``(size / patch)^2`` patches.
 
     Node ``(r, c)`` of the grid has ``x`` = its patch's pixels scaled to [0, 1], flattened
     row by row with the channels last (``[patch * patch * channels]``, channels = 1 for
@@ -27,6 +44,7 @@ class ImageFeaturizer(Featurizer):
     """
 
     kind = "image"
+    encoder = "patches"
     reads_files = True
 
     def __init__(self, size: int = 32, patch: int = 8, mode: str = "grey") -> None:
@@ -39,22 +57,12 @@ class ImageFeaturizer(Featurizer):
         rows, cols = np.divmod(np.arange(grid * grid), grid)
         self._pos = np.stack([rows, cols], axis=1).astype(np.float32)
 
-    def settings(self) -> dict[str, Any]:
-        return {"size": self.size, "patch": self.patch, "mode": self.mode, "resample": "bilinear"}
-
     def versions(self) -> dict[str, str]:
         return package_versions("Pillow")
 
     def decode(self, content: bytes) -> np.ndarray:
         """File bytes -> float32 ``[size, size, channels]`` in [0, 1]."""
-        try:
-            image = Image.open(io.BytesIO(content))
-            image.load()
-        except UnidentifiedImageError:
-            raise ItemError("not an image format Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # corrupt or huge
-            raise ItemError(f"corrupt image ({type(err).__name__}: {err})") from None
-        image = image.convert(IMAGE_MODES[self.mode]).resize((self.size, self.size), Image.Resampling.BILINEAR)
+        image = open_image(content, IMAGE_MODES[self.mode]).resize((self.size, self.size), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32) / 255.0
         return pixels.reshape(self.size, self.size, -1)
 

@@ -22,6 +22,7 @@ from mmgnn.data.dataset import MultimodalDataset
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pe import dataset_encodings
 from mmgnn.data.pipeline import PreparedData, prepare_data
+from mmgnn.featurize.record import record_featurize_info
 from mmgnn.metrics import monitored_value
 from mmgnn.models import count_parameters
 from mmgnn.models.factory import ModelSummary, create_model, resolve_summary, summarize_data
@@ -171,6 +172,7 @@ def run_job(
     model, summary = model_and_summary(cfg, data)
     objective = build_objective(cfg)
     write_model_meta(run_dir, summary)
+    record_featurize_info(OmegaConf.select(cfg, "data.path"), run_dir)  # inference featurizes raw items alike
     log.info("model: %d parameters (%s)", count_parameters(model), type(model).__name__)
     config = TrainerConfig.from_config(cfg)
     trainer = Trainer(model, objective, data, config, run_dir, callbacks or [])
