@@ -1,35 +1,60 @@
 # Two commands set everything up: `make run` and `make test`.
-# Both create .venv with python3.11 when it is missing and (re)install requirements.txt only
-# when its content changed (the stamp file is named by the file's hash).
+# Both create .venv with python3.11 when it is missing and (re)install only when the files that
+# name the packages changed (each stamp file is named by their hash). Every package is installed
+# at the version in requirements.lock, the versions the test suite passed with; the project
+# itself is installed editable (console commands mmgnn-*, `python -m mmgnn...` from any folder).
+#   make run   runtime packages (requirements.txt)
+#   make test  runtime + tests and docs (requirements-test.txt) + Ray (requirements-ray.txt)
+#   make lock  rewrite requirements.lock from .venv after a change of the lists (then run make test)
 PYTHON ?= python3.11
 VENV := .venv
-REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
-STAMP := $(VENV)/.installed-$(REQ_HASH)
+PIP := $(VENV)/bin/python -m pip
+RUNTIME := requirements.txt requirements.lock pyproject.toml
+EXTRAS := requirements-test.txt requirements-ray.txt
+RUN_STAMP := $(VENV)/.run-$(shell cat $(RUNTIME) | sha256sum | cut -c1-16)
+TEST_STAMP := $(VENV)/.test-$(shell cat $(RUNTIME) $(EXTRAS) | sha256sum | cut -c1-16)
 export DGLBACKEND := pytorch
 # Extra arguments: `make run ARGS="gnn=sage fusion=gated"`, `make test ARGS="-k fusion"`.
 ARGS ?=
 
-.PHONY: run test bench clean-venv
+.PHONY: run test docs bench lock suite-data clean-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24,<27"
 
-$(STAMP): requirements.txt | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --upgrade "pip>=24,<27"
-	$(VENV)/bin/python -m pip install -r requirements.txt
-	rm -f $(VENV)/.installed-*
+$(RUN_STAMP): $(RUNTIME) | $(VENV)/bin/python
+	$(PIP) install -r requirements.txt -c requirements.lock
+	$(PIP) install --no-deps -e .
+	rm -f $(VENV)/.run-*
 	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP) $(EXTRAS)
+	$(PIP) install -r requirements-test.txt -r requirements-ray.txt -c requirements.lock
+	rm -f $(VENV)/.test-*
+	touch $@
+
+run: $(RUN_STAMP)
 	$(VENV)/bin/python run.py $(ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/python -m pytest tests $(ARGS)
 
-bench: $(STAMP)
+docs: $(TEST_STAMP)
+	$(VENV)/bin/python -m mkdocs build --strict
+
+bench: $(RUN_STAMP)
 	$(VENV)/bin/python -m experiments.bench_graphs
 	$(VENV)/bin/python -m experiments.bench_models
 	$(VENV)/bin/python -m experiments.benchmark
+
+lock: | $(VENV)/bin/python
+	$(PIP) freeze --exclude-editable | grep -v "^-e " > requirements.lock
+
+# The Debian packages the suite's real recordings are built from (data=ktuberling; docs/datasets.md).
+suite-data:
+	apt-get install -y ktuberling-data librsvg2-bin || \
+	  { apt-get update -q && apt-get install -y ktuberling-data librsvg2-bin; }
 
 clean-venv:
 	rm -rf $(VENV)

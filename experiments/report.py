@@ -86,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> Report:
         raise SystemExit(f"experiments.report: {error}") from None
 
 
+def cli() -> int:
+    """The ``mmgnn-report`` console command (:func:`main` returns the report for Python callers)."""
+    main()
+    return 0
+
+
 def _run(args: argparse.Namespace) -> Report:
     client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
     parent = get_parent(client, args.parent) if args.parent else latest_sweep(client, args.experiment)
