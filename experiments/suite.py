@@ -29,8 +29,9 @@ skips the noise probes and plots the suite never reads (``train.robustness.noise
 ``tracking.log_plots=false``); a job whose config already has a FINISHED run (same code) is not
 run again but reused (``mmgnn.tracking``), so adding a candidate trains only that candidate;
 controls are cached by the dataset's content (``<outputs>/suite/controls.csv``). A run that
-lacks the validation scores with modalities removed (``best_val/missing/...``, recorded by
-training) is scored once from its best checkpoint and cached (``<outputs>/suite/posthoc/``).
+lacks a validation score (``best_val/missing/...``, until training records it; every one with
+``tracking.enabled=false``) is scored once from its best checkpoint and cached
+(``<outputs>/suite/posthoc/``).
 
 ``--small`` is for tests: every dataset subsampled to 96 items (``train.max_items``), one epoch,
 one seed, the KTuberling datasets built from 4 languages (``ktuberling``: its 18 Egypt objects). Tables and the tidy scores go to
@@ -176,35 +177,41 @@ def read_sweep(sweep_dir: Path, candidate: str, keys: Sequence[str]) -> pd.DataF
 
 
 def posthoc_val(run_dir: str, run_id: str) -> dict[str, float]:
-    """``best_val/missing/...`` of a finished run from its best checkpoint on validation (for runs
-    whose training did not record them), cached under ``<outputs>/suite/posthoc/``."""
+    """``best_val/...`` of a finished run from its best checkpoint on validation: every metric,
+    and the missing-modality conditions (for runs whose training did not record them, or
+    was not tracked), cached under ``<outputs>/suite/posthoc/``."""
+    import logging
+
     import torch
 
     from mmgnn.inference import TrainedRun
-    from mmgnn.train.evaluation import robustness
+    from mmgnn.train.evaluation import collect_outputs, robustness, score
     from mmgnn.train.job import load_dataset, prepare
 
     cache = suite_home() / POSTHOC_DIR / f"{S.slug(run_id or run_dir)}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
+    logging.getLogger("mmgnn.train.job").setLevel(logging.ERROR)  # the run's own warnings, again
     run = TrainedRun.load(run_dir)
     data = prepare(run.cfg, load_dataset(run.cfg))
-    missing = robustness(run.model, data, "val", int(run.cfg.train.eval_batch_size), torch.device("cpu"),
-                         run.cfg.data.pairing, missing=True, noise_levels=[], seed=int(run.cfg.seed),
-                         fuse=run.model.classifier is not None)
-    values = {f"{S.VAL}/{k}": float(v) for k, v in missing.items()}
+    device, batch, pairing = torch.device("cpu"), int(run.cfg.train.eval_batch_size), run.cfg.data.pairing
+    fuse = run.model.classifier is not None
+    values = score(collect_outputs(run.model, data.loader("val", batch), device, fuse=fuse),
+                   data.dataset.group_names, pairing)
+    values.update(robustness(run.model, data, "val", batch, device, pairing, missing=True, noise_levels=[],
+                             seed=int(run.cfg.seed), fuse=fuse))
+    values = {f"{S.VAL}/{k}": float(v) for k, v in values.items()}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(values, indent=2))
     return values
 
 
 def fill_posthoc(frame: pd.DataFrame, keys_of: dict[str, dict[str, str]]) -> tuple[pd.DataFrame, int]:
-    """Finished runs lacking a ``best_val/missing`` score get it from :func:`posthoc_val`."""
+    """Finished runs lacking a validation score get it from :func:`posthoc_val`."""
     done = 0
     for i, row in frame.iterrows():
         keys = keys_of.get(row["dataset"], {})
-        wanted = [k for c, k in keys.items() if c.endswith(" alone")]
-        lacking = [k for k in wanted if pd.isna(row.get(f"metrics.{k}", math.nan))]
+        lacking = [k for k in keys.values() if pd.isna(row.get(f"metrics.{k}", math.nan))]
         if row["status"] != "FINISHED" or not lacking or not isinstance(row["run_dir"], str):
             continue
         if not Path(row["run_dir"]).is_dir():
@@ -326,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     runs_frame, posthoc = fill_posthoc(runs_frame, keys_of)
     if posthoc:
-        print(f"note: {posthoc} run(s) had no validation scores with modalities removed (best_val/missing/..."
-              "): computed from their best checkpoints", flush=True)
+        print(f"note: {posthoc} run(s) lacked validation scores (best_val/...: with modalities removed, or "
+              "untracked runs): computed from their best checkpoints", flush=True)
     scores = scores_frame(runs_frame, keys_of, args.rank_by)
     control = pd.DataFrame(controls)
     failed = runs_frame[runs_frame["status"] != "FINISHED"]

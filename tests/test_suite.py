@@ -218,3 +218,20 @@ def test_the_suite_runs_end_to_end_and_shows_test_numbers_only_with_test(tmp_pat
     assert test_page.count(f"| {chosen} |") == 2 and test_page.count("| linear control |") == 2
     logs = "".join(p.read_text() for p in (tmp_path / "both" / "logs").glob("*.log"))
     assert "already has FINISHED run" in logs  # nothing trained twice
+
+
+def test_untracked_job_folders_are_read_too(tmp_path):
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("seed: 2\ndata:\n  seed: ${seed}\n")
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      data: digits\n")
+    (job / "test_metrics.json").write_text('{"metrics": {"test/fused/acc": 0.5}}')
+    (tmp_path / "sweep" / "1" / ".hydra").mkdir(parents=True)  # a job that never finished
+    (tmp_path / "sweep" / "1" / ".hydra" / "config.yaml").write_text("seed: 3\ndata:\n  seed: 0\n")
+    (tmp_path / "sweep" / "1" / ".hydra" / "hydra.yaml").write_text(
+        "hydra:\n  runtime:\n    choices:\n      data: digits\n")
+    frame = S.folder_frame(tmp_path / "sweep", "defaults", ["best_val/fused/acc", "test/fused/acc"])
+    first, second = frame.iloc[0], frame.iloc[1]
+    assert (first["dataset"], first["seed"], first["data.seed"], first["status"]) == ("digits", 2, 2, "FINISHED")
+    assert np.isnan(first["metrics.best_val/fused/acc"]) and first["metrics.test/fused/acc"] == 0.5
+    assert (second["data.seed"], second["status"]) == (0, "FAILED")

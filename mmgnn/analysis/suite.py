@@ -10,6 +10,7 @@ which the command asks for only with ``--test``, for the chosen candidate.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -184,21 +185,27 @@ def sweep_frame(client, parent_id: str, candidate: str, keys: Iterable[str]) -> 
 
 def folder_frame(sweep_dir: str | Path, candidate: str, keys: Iterable[str]) -> pd.DataFrame:
     """As :func:`sweep_frame` from a sweep folder's job folders (``tracking.enabled=false``):
-    each job's final metrics file and its Hydra record."""
+    each job's Hydra record and the metrics it wrote (the tracked final metrics file when
+    there is one, else the test metrics training writes; validation scores missing from
+    them are left NaN for the caller to compute)."""
     keys = list(dict.fromkeys(keys))
     rows = []
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / paths.HYDRA_DIR / paths.CONFIG_FILE).is_file()):
         cfg = yaml.safe_load((job / paths.HYDRA_DIR / paths.CONFIG_FILE).read_text())
         hydra = yaml.safe_load((job / paths.HYDRA_DIR / HYDRA_FILE).read_text())
-        metrics_file = job / METRICS_FILE
-        values = read_metrics_csv(metrics_file) if metrics_file.is_file() else pd.Series(dtype=float)
+        metrics_file, test_file = job / METRICS_FILE, job / paths.TEST_METRICS_FILE
+        values: dict[str, float] = {}
+        if test_file.is_file():
+            values.update(json.loads(test_file.read_text()).get("metrics", {}))
+        if metrics_file.is_file():
+            values.update(read_metrics_csv(metrics_file).to_dict())
         seed = _int_or_nan(cfg.get("seed"))
         data_seed = cfg.get("data", {}).get("seed")
         record = {"candidate": candidate, "dataset": hydra["hydra"]["runtime"]["choices"].get("data"),
                   "data.seed": seed if data_seed == "${seed}" else _int_or_nan(data_seed), "seed": seed,
-                  "status": FINISHED if metrics_file.is_file() else "FAILED", "run_id": "", "run_dir": str(job),
+                  "status": FINISHED if test_file.is_file() else "FAILED", "run_id": "", "run_dir": str(job),
                   "error": None}
-        record.update({f"metrics.{k}": float(values[k]) if k in values.index else math.nan for k in keys})
+        record.update({f"metrics.{k}": float(values[k]) if k in values else math.nan for k in keys})
         rows.append(record)
     return pd.DataFrame(rows)
 
