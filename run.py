@@ -16,6 +16,8 @@ if ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
@@ -25,6 +27,10 @@ from mmgnn.config import register_configs
 # Run and sweep folders (hydra.run.dir, hydra.sweep.dir) are under $MMGNN_HOME, the root of
 # every output (mmgnn.paths): set here when unset, so Hydra and the MLflow store agree.
 os.environ.setdefault(paths.HOME_ENV, str(paths.home()))
+# conf/hydra/launcher/ray.yaml shadows the Ray plugin's option of that name on purpose (it
+# builds the workaround in); Hydra would warn about the schema match on every Ray sweep.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema",
+                        category=UserWarning)
 register_configs()
 
 

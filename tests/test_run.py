@@ -231,6 +231,12 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["mmgnn.resumed"] == "true"
     assert runs[0].data.params["train.resume"] == "False"  # params stay those of the first start
+    # The run ends by printing its folder, its MLflow page and the UI command, with this interpreter.
+    run = runs[0]
+    assert f"run folder: {tmp_path / 'run'}" in second.stdout
+    assert (f"MLflow run: http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}"
+            f"/runs/{run.info.run_id}") in second.stdout
+    assert f"open the UI: {sys.executable} -m mlflow ui --backend-store-uri {uri} --port 5000" in second.stdout
     history = client.get_metric_history(runs[0].info.run_id, "val/retrieval/mean_recall")
     assert sorted(m.step for m in history) == [0, 1]
 

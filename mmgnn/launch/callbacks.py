@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mmgnn import paths
 from mmgnn.analysis import report_sweep
+from mmgnn.launch.commands import report_command, sync_command, ui_address, ui_command
 from mmgnn.launch.sweep_plan import compose_error, config_loader, planned_jobs, swept_factors
 from mmgnn.tracking import (
     EVENTS,
@@ -52,7 +53,6 @@ from mmgnn.tracking import (
     code_version,
     connect,
     git_commit,
-    project_root,
     resolve_uri,
 )
 from mmgnn.tracking.names import (
@@ -296,7 +296,6 @@ class MLflowSweepCallback(Callback):
 
     def commands(self, counts: dict[str, int], reused: int) -> str:
         info = self.info
-        root = project_root()
         ui_uri = info.tracking_uri
         parent = info.parent_run_id or "<parent id, after the sync>"
         lines = [
@@ -305,18 +304,15 @@ class MLflowSweepCallback(Callback):
             + ", ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
             + (f", reused={reused}" if reused else ""),
             "open it in the MLflow UI:",
-            f"  {root}/.venv/bin/mlflow ui --backend-store-uri {ui_uri} --port 5000"
-            if ui_uri.startswith("sqlite:") else f"  open {ui_uri}",
-            f"  then http://127.0.0.1:5000/#/experiments/{info.experiment_id}"
+            f"  {ui_command(ui_uri)}",
+            f"  then {ui_address(ui_uri)}/#/experiments/{info.experiment_id}"
             f"/runs?workflowType=machine_learning and search "
             f"tags.{TAG_PARENT} = '{parent}'",
             "its report: " + (str(self.sweep_dir / REPORT_DIR / "report.md")
                               if self.recorder.online else "(none: the server was away)"),
             "write it again:",
-            f"  cd {root} && .venv/bin/python -m experiments.report --parent {parent} "
-            f"--tracking-uri {ui_uri}",
+            f"  {report_command(parent, ui_uri)}",
         ]
         if not self.recorder.online:
-            lines[1:1] = [f"the server was away: replay with `python -m mmgnn.tracking.sync "
-                          f"{self.sweep_dir}` once it is back"]
+            lines[1:1] = [f"the server was away: replay with `{sync_command(self.sweep_dir)}` once it is back"]
         return "\n".join(lines)

@@ -11,6 +11,7 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 from mmgnn.config import ConfigError
+from mmgnn.launch.commands import run_footer
 from mmgnn.launch.plots import run_plots
 from mmgnn.metrics import monitored_key
 from mmgnn.tracking import MLflowJobRun
@@ -59,7 +60,9 @@ def main_job(cfg: DictConfig) -> float:
     if cfg.train.num_threads == 0 and hc.mode == RunMode.MULTIRUN:  # each job its share
         cfg.train.num_threads = launcher_threads(hc.launcher)
     if not cfg.tracking.enabled:
-        return run_job(cfg, run_dir).value
+        value = run_job(cfg, run_dir).value
+        print(run_footer(run_dir, None, None, None), flush=True)
+        return value
     tracker = MLflowJobRun.from_hydra(cfg, monitor=monitored_key(cfg.train.monitor, cfg.data.pairing))
     previous = tracker.finished_run() if tracker.sweep is not None else None
     if previous is not None:
@@ -70,4 +73,5 @@ def main_job(cfg: DictConfig) -> float:
         result = run_job(cfg, run_dir, callbacks=[tracker])
         drawn = run_plots(result, tracker.plots_dir) if cfg.tracking.log_plots else []
         tracker.log_result(result, plots=drawn)
+    print(run_footer(run_dir, tracker.uri, tracker.experiment_id, tracker.run_id), flush=True)
     return result.value
