@@ -6,6 +6,7 @@
         [--dry-run] [-- more overrides for every job]
     python -m experiments.suite --candidates candidates.yaml --seeds 0 1 2
     python -m experiments.suite --describe        the datasets' sizes (docs/datasets.md)
+    python -m experiments.suite --controls --datasets ktuberling_small --seeds 0 1 2 [-- overrides]
 
 Every candidate x dataset x seed is a job of a Hydra multirun of ``run.py`` (one multirun per
 candidate, over the datasets and seeds; ``--launcher`` picks ``hydra/launcher``, e.g.
@@ -121,6 +122,21 @@ def cached_control(data, dataset: str, split: str) -> dict[str, float]:
     file.parent.mkdir(parents=True, exist_ok=True)
     (rows if table is None else pd.concat([table, rows], ignore_index=True)).to_csv(file, index=False)
     return values
+
+
+def controls_table(datasets: Sequence[str], data_seeds: Sequence[int], overrides: Sequence[str], split: str = "val") -> str:
+    """The linear controls alone, per dataset: mean +- std over ``data_seeds`` on ``split``
+    (``overrides`` compose each dataset, e.g. another encoder of a KTuberling build)."""
+    lines = []
+    for dataset in datasets:
+        rows, columns = [], []
+        for seed in data_seeds:
+            data = load_suite_dataset(dataset, seed, overrides)
+            columns = list(S.score_keys(list(data.modality_names)))
+            rows.append({"dataset": dataset, **cached_control(data, dataset, split)})
+        table = S.dataset_table(pd.DataFrame(rows), dataset, columns, pd.DataFrame(rows), [])
+        lines += [f"## {dataset} ({split}; data seeds {' '.join(map(str, data_seeds))})", "", S.table_markdown(table), ""]
+    return "\n".join(lines)
 
 
 def describe(datasets: Sequence[str], data_seed: int = 0) -> str:
@@ -255,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the multirun commands and stop")
     p.add_argument("--describe", action="store_true",
                    help="print the datasets' sizes (data.seed 0; built if not cached) and stop")
+    p.add_argument("--controls", action="store_true",
+                   help="print the datasets' linear controls on validation over the seeds (as data seeds) and stop; "
+                   "overrides after -- compose the datasets")
     return p
 
 
@@ -268,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.describe:
         print(describe(args.datasets))
+        return 0
+    if args.controls:
+        print(controls_table(args.datasets, list(dict.fromkeys(args.seeds)), extra))
         return 0
     if not args.candidates:
         print("error: --candidates is required (override strings, 'defaults', or YAML/JSON files)", file=sys.stderr)

@@ -71,12 +71,12 @@ def test_the_small_build_has_languages_as_groups_and_objects_as_labels(tiny):
     assert set(items["text_source"]) <= {"word", "name"}
     assert items.loc[items["group"] == "fr", "text"].tolist() == ["oeil", "chapeau", "nez"]
     assert items.loc[items["group"] == "en", "text"].tolist() == ["eye", "hat", "nose"]
-    for name, dim, pos_dim in (("text", 384, 1), ("image", 64, 2), ("audio", 64, 1)):
+    for name, dim, pos_dim in (("text", 384, 1), ("image", 320, 2), ("audio", 64, 1)):
         with np.load(root / "tiny" / f"{name}.npz") as npz:
             ptr, x, pos = npz["ptr"], npz["x"], npz["pos"]
         assert ptr.shape == (10,) and ptr[0] == 0 and ptr[-1] == len(x) and (np.diff(ptr) > 0).all()
         assert x.shape[1] == dim and x.dtype == np.float32 and pos.shape == (len(x), pos_dim)
-    assert (np.diff(dataset.modalities["image"].ptr) == 16).all()  # 32 px in 8 px patches
+    assert (np.diff(dataset.modalities["image"].ptr) == 49).all()  # EfficientNet-Lite0 block15: 7 x 7 cells
     # Split by label alone: each object's three recordings go to train, val and test.
     for label in range(3):
         assert sorted(dataset.split[dataset.labels == label]) == ["test", "train", "val"]
@@ -116,6 +116,21 @@ def test_the_data_option_builds_under_the_outputs_root(tiny, tmp_path, monkeypat
     assert small.name == "ktuberling_small" and list(small.objects) == list(K.FACE_OBJECTS)
     monkeypatch.setenv("MMGNN_HOME", str(tmp_path / "home"))
     assert K.datasets_root() == tmp_path / "home" / "datasets"
+
+
+def test_the_data_options_build_what_the_function_builds_by_default():
+    import inspect
+
+    from test_config import compose_cfg
+
+    defaults = inspect.signature(K.load_ktuberling).parameters
+    loader = compose_cfg(["data=ktuberling"]).data.loader
+    for key in ("languages", "objects", "min_per_label", "image_size", "jitter", "text_encoder", "image_encoder",
+                "audio_encoder", "featurize_options", "name", "root", "source", "split_fractions"):
+        value = loader[key]
+        value = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+        default = defaults[key].default
+        assert value == (list(default) if isinstance(default, tuple) else default), key
 
 
 def test_a_missing_package_is_named_with_its_install_command(tmp_path, monkeypatch):

@@ -26,7 +26,8 @@ Identical files (the Serbian variants share their recordings) are kept once, and
 a language uses for two objects (Spanish ``lazo`` for bow and tie) is left out. Raw files are
 featurized by ``mmgnn.featurize`` (its command line, in this process), so the suite exercises
 the raw-data path; the encoders are parameters (``text_encoder``, ``image_encoder``,
-``audio_encoder``, ``featurize_options``).
+``audio_encoder``, ``featurize_options``): by default MiniLM tokens, the 7 x 7 cells of
+EfficientNet-Lite0's ``block15`` and log-mel frames.
 
     python -m mmgnn.featurize.suite_data ktuberling ktuberling_small   # build both now
 """
@@ -38,6 +39,7 @@ import difflib
 import fcntl
 import gzip
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -361,8 +363,9 @@ def _featurize(manifest: Path, out: Path, cache: Path, encoders: dict[str, str],
 
 def build_ktuberling(out: str | Path, languages: Sequence[str] | None = None, objects: Sequence[str] | None = None,
                      min_per_label: int = 3, image_size: int = 64, jitter: bool = True,
-                     text_encoder: str = "minilm", image_encoder: str = "patches", audio_encoder: str = "logmel",
-                     featurize_options: Sequence[str] = (), source: str | Path | None = None,
+                     text_encoder: str = "minilm", image_encoder: str = "efficientnet-lite0",
+                     audio_encoder: str = "logmel", featurize_options: Sequence[str] = ("--image-layer", "block15"),
+                     source: str | Path | None = None,
                      raw: str | Path | None = None) -> dict:
     """Build the dataset folder ``out`` (replaced when complete) and return its build record.
 
@@ -454,10 +457,11 @@ def ensure_ktuberling(name: str = "ktuberling", root: str | Path | None = None, 
     """The dataset folder ``<root>/<name>``, built now unless a build with the same settings is
     there (a build with other settings is replaced)."""
     folder = datasets_root(root) / name
-    settings = _settings(build_args.get("languages"), build_args.get("objects"), build_args.get("min_per_label", 3),
-                         build_args.get("image_size", 64), build_args.get("jitter", True),
-                         build_args.get("text_encoder", "minilm"), build_args.get("image_encoder", "patches"),
-                         build_args.get("audio_encoder", "logmel"), build_args.get("featurize_options", ()))
+    defaults = {k: v.default for k, v in inspect.signature(build_ktuberling).parameters.items()}
+    given = {**defaults, **build_args}
+    settings = _settings(given["languages"], given["objects"], given["min_per_label"], given["image_size"],
+                         given["jitter"], given["text_encoder"], given["image_encoder"], given["audio_encoder"],
+                         given["featurize_options"])
     with _locked(folder.with_name(f".{name}.lock")):
         if not cached_build(folder, settings):
             if folder.exists() and not (folder / INFO_FILE).exists() and any(folder.iterdir()):
@@ -477,9 +481,9 @@ def load_ktuberling(
     image_size: int = 64,
     jitter: bool = True,
     text_encoder: str = "minilm",
-    image_encoder: str = "patches",
+    image_encoder: str = "efficientnet-lite0",
     audio_encoder: str = "logmel",
-    featurize_options: Sequence[str] = (),
+    featurize_options: Sequence[str] = ("--image-layer", "block15"),
     name: str = "ktuberling",
     root: str | None = None,
     source: str | None = None,
@@ -499,7 +503,8 @@ def load_ktuberling(
         image_size: side of each item's image in pixels (before the image featurizer).
         jitter: draw each item's picture at a random size, angle, shift and mirroring.
         text_encoder, image_encoder, audio_encoder: ``--<kind>-encoder`` of ``mmgnn.featurize``.
-        featurize_options: further ``mmgnn.featurize`` options (``["--image-size", "64"]``).
+        featurize_options: further ``mmgnn.featurize`` options; by default the image nodes are
+            the 7 x 7 cells of EfficientNet-Lite0's ``block15`` (320 channels).
         name: the folder's name under ``root`` (and the dataset's name).
         root: where datasets are built (default ``<outputs>/datasets``).
         source: KTuberling's data folder (default ``/usr/share/ktuberling``).
@@ -521,28 +526,37 @@ def load_ktuberling(
     return replace(dataset, items=items, split=split, _fingerprint=None)
 
 
-#: The ``data=`` options this module builds, with their loader arguments (``conf/data/``).
-OPTIONS = {
-    "ktuberling": {},
-    "ktuberling_small": {"objects": list(FACE_OBJECTS), "languages": list(WORD_LANGUAGES), "name": "ktuberling_small"},
-}
+#: The ``data=`` options this module builds (``conf/data/<name>.yaml``).
+OPTIONS = ("ktuberling", "ktuberling_small")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the ``data=`` options now, exactly as a run would (their composed loader config)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from mmgnn.config import CONF_DIR, register_configs
+
     parser = argparse.ArgumentParser(prog="python -m mmgnn.featurize.suite_data",
                                      description="Build the suite's KTuberling datasets now (cached).")
     parser.add_argument("names", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--root", default=None, help="where to build (default <outputs>/datasets)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    register_configs()
     for name in args.names:
+        GlobalHydra.instance().clear()
+        overrides = [f"data={name}"] + ([f"data.loader.root={args.root}"] if args.root else [])
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            loader = compose("config", overrides=overrides).data.loader
         try:
-            dataset = load_ktuberling(root=args.root, **{"name": name, **OPTIONS[name]})
+            dataset = instantiate(loader)
         except SuiteDataError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"{name}: {dataset.n_items} items, {dataset.num_classes} labels, "
-              f"{len(dataset.group_names)} languages in {datasets_root(args.root) / name}")
+              f"{len(dataset.group_names)} languages in {datasets_root(args.root) / loader.name}")
     return 0
 
 
