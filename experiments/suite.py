@@ -42,6 +42,7 @@ one seed, the KTuberling datasets built from 4 languages (``ktuberling``: its 18
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -204,7 +205,8 @@ def posthoc_val(run_dir: str, run_id: str) -> dict[str, float]:
     from mmgnn.train.evaluation import collect_outputs, robustness, score
     from mmgnn.train.job import load_dataset, prepare
 
-    cache = suite_home() / POSTHOC_DIR / f"{S.slug(run_id or run_dir)}.json"
+    name = run_id or hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:20]
+    cache = suite_home() / POSTHOC_DIR / f"{name}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     logging.getLogger("mmgnn.train.job").setLevel(logging.ERROR)  # the run's own warnings, again
