@@ -17,7 +17,7 @@ export DGLBACKEND := pytorch
 # Extra arguments: `make run ARGS="gnn=sage fusion=gated"`, `make test ARGS="-k fusion"`.
 ARGS ?=
 
-.PHONY: run test docs bench lock suite-data clean-venv
+.PHONY: run test docs bench lock suite-data screenshots clean-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ lock: | $(VENV)/bin/python
 suite-data:
 	apt-get install -y ktuberling-data librsvg2-bin || \
 	  { apt-get update -q && apt-get install -y ktuberling-data librsvg2-bin; }
+
+# docs/img/mlflow_sweep_*.png from a real 4-run sweep of the default model (needs chromium).
+screenshots: $(TEST_STAMP)
+	rm -rf /tmp/mmgnn-shots && mkdir -p /tmp/mmgnn-shots
+	MMGNN_HOME=/tmp/mmgnn-shots $(VENV)/bin/python run.py -m seed=0,1 skip=none,sum \
+	    tracking.experiment=default_model hydra/launcher=local_parallel > /tmp/mmgnn-shots/sweep.log 2>&1
+	$(VENV)/bin/python -m experiments.ui_check --backend-store-uri sqlite:////tmp/mmgnn-shots/mlflow.db \
+	    --parent $$(sed -n 's/.*: parent run \([0-9a-f]\{32\}\);.*/\1/p' /tmp/mmgnn-shots/sweep.log) --out docs/img
 
 clean-venv:
 	rm -rf $(VENV)
