@@ -14,26 +14,14 @@ from omegaconf import OmegaConf
 
 from mmgnn.config import (
     CONF_DIR,
-    DataConfig,
-    GraphConfig,
-    OptimConfig,
-    SchedConfig,
+    SCHEMAS,
     StageConfig,
-    TrackingConfig,
     TrainConfig,
     TrainerConfig,
     group_options,
     register_configs,
 )
 
-SCHEMAS = {
-    "data": DataConfig,
-    "graph": GraphConfig,
-    "optim": OptimConfig,
-    "sched": SchedConfig,
-    "train": TrainConfig,
-    "tracking": TrackingConfig,
-}
 
 # The keys an option may set away from the schema's default: what the option *is*.
 OPTION_KEYS = {

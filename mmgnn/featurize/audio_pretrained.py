@@ -136,7 +136,25 @@ def _even_times(frames: int, samples: int, rate: int) -> np.ndarray:
     return (np.arange(frames, dtype=np.float64) * (samples / rate / max(frames, 1))).astype(np.float32)[:, None]
 
 
-class HFAudioFeaturizer(Featurizer):
+class _LocalAudioModel(Featurizer):
+    """What the ``hf:`` and ``torchscript:`` audio routes share: a clip decoded at the model's
+    ``sample_rate`` (at least 0.1 s, refused below ``silence_db``), and the versions of the
+    model file and the audio libraries (``_versions``, set by the subclass)."""
+
+    kind = "audio"
+    reads_files = True
+    sample_rate: int
+    silence_db: float
+    _versions: dict[str, str]
+
+    def versions(self) -> dict[str, str]:
+        return self._versions
+
+    def decode(self, content: bytes) -> torch.Tensor:
+        return read_clip(content, self.sample_rate, self.sample_rate // 10, self.silence_db)
+
+
+class HFAudioFeaturizer(_LocalAudioModel):
     """A clip through a local Hugging Face audio encoder, one node per output frame.
 
     The folder's ``AutoFeatureExtractor`` gives the rate clips are resampled to and prepares
@@ -163,12 +181,6 @@ class HFAudioFeaturizer(Featurizer):
         self.sample_rate = int(self.extractor.sampling_rate)
         self._versions = {**hf_versions(self.path), **package_versions("torchaudio", "soundfile")}
 
-    def versions(self) -> dict[str, str]:
-        return self._versions
-
-    def decode(self, content: bytes) -> torch.Tensor:
-        return read_clip(content, self.sample_rate, self.sample_rate // 10, self.silence_db)
-
     def compute(self, decoded: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
         out = []
         for wave in decoded:
@@ -182,7 +194,7 @@ class HFAudioFeaturizer(Featurizer):
         return out
 
 
-class TorchScriptAudioFeaturizer(Featurizer):
+class TorchScriptAudioFeaturizer(_LocalAudioModel):
     """A clip through a TorchScript file: ``module(wave [1, n]) -> frames [1, T, D]`` (or
     ``[T, D]``; a tuple or dict output gives its first tensor), the waveform mono at
     ``sample_rate`` in [-1, 1]. ``pos`` = each frame's start time, the clip's duration spread
@@ -206,12 +218,6 @@ class TorchScriptAudioFeaturizer(Featurizer):
         self.device = pick_device(device)
         self.model = load_torchscript(self.path, self.device)
         self._versions = {**torchscript_versions(self.path), **package_versions("torchaudio", "soundfile")}
-
-    def versions(self) -> dict[str, str]:
-        return self._versions
-
-    def decode(self, content: bytes) -> torch.Tensor:
-        return read_clip(content, self.sample_rate, self.sample_rate // 10, self.silence_db)
 
     def compute(self, decoded: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
         out = []
