@@ -498,14 +498,13 @@ def test_objective_passes_epoch_clamp_and_temperature_through():
     "name, cls", [("cosine", CosineAlignment), ("infonce", InfoNCE), ("hardneg", HardNegativeInfoNCE)]
 )
 def test_loss_configs_instantiate_with_the_data_pairing(name, cls):
+    from mmgnn.train.preflight import build_objective
+
     cfg = OmegaConf.create({"data": {"pairing": "label"}, "loss": OmegaConf.load(CONF / f"{name}.yaml")})
-    objective = MultimodalObjective(
-        alignment=instantiate(cfg.loss.alignment),
-        fused=cfg.loss.fused,
-        fused_weight=cfg.loss.fused_weight,
-        alignment_weight=cfg.loss.alignment_weight,
-    )
+    objective = build_objective(cfg)
     assert type(objective.alignment) is cls and objective.alignment.pairing == "label"
+    # loss.fused=auto: a classifier with labels, none without (retrieval-only pairs)
+    assert (objective.fused, build_objective(cfg, has_labels=False).fused) == ("classify", "none")
     assert instantiate(cfg.loss.alignment, pairing="item").pairing == "item"
     if cls is HardNegativeInfoNCE:
         a = objective.alignment

@@ -313,9 +313,39 @@ def test_a_folder_dataset_encodes_positions_where_it_has_them():
     pe = OmegaConf.to_container(compose_cfg(folder).pe, resolve=True)
     data = tiny_dataset()
     data.modalities["b"] = ModalityData("b", data.modalities["b"].x, data.modalities["b"].ptr, None)
-    assert dataset_encodings(pe, data) == {"a": SinusoidalEncoding(num_frequencies=8), "b": NoEncoding()}
+    assert dataset_encodings(pe, data) == {"a": SinusoidalEncoding(num_frequencies=8, unit="spacing"),
+                                           "b": NoEncoding()}
     for overrides in (folder + ["pe=none"], []):
         none = OmegaConf.to_container(compose_cfg(overrides).pe, resolve=True)
         assert dataset_encodings(none, tiny_dataset()) == {"a": NoEncoding(), "b": NoEncoding()}
     rwse = OmegaConf.to_container(compose_cfg(folder + ["pe=rwse"]).pe, resolve=True)
     assert rwse["default"]["_target_"] == "mmgnn.data.pe.RandomWalkEncoding"
+
+
+def test_spacing_unit_reads_positions_in_steps_whatever_their_unit():
+    """``unit=spacing`` (``pe=auto``) divides each pos column by its median step within an
+    item: frames at a 10 ms hop in seconds encode as the frame indices do; a raw encoding of
+    the seconds barely varies along the item (the angle of its fastest frequency moves by
+    0.01 rad per frame), the step-counted one moves by 1 rad per frame."""
+    import torch
+
+    from mmgnn.data.graphs.base import ModalityGraphs
+    from mmgnn.data.pe import pos_spacing
+
+    def graphs(pos):
+        n = pos.shape[0]
+        empty = torch.zeros(0, dtype=torch.int64)
+        return ModalityGraphs("audio", torch.zeros(n, 1), torch.tensor([0, 5, n]), empty, empty,
+                              torch.zeros(3, dtype=torch.int64), pos=pos)
+
+    frames = torch.cat([torch.arange(5.0), torch.arange(7.0)])[:, None]
+    seconds = frames * 0.01
+    assert pos_spacing(seconds, torch.tensor([0, 5, 12])).tolist() == pytest.approx([0.01])
+    spaced = SinusoidalEncoding(num_frequencies=4, unit="spacing")
+    raw = SinusoidalEncoding(num_frequencies=4)
+    torch.testing.assert_close(spaced.compute(graphs(seconds)), raw.compute(graphs(frames)))
+    first_sine = raw.compute(graphs(seconds))[:5, 0]
+    assert (first_sine[1:] - first_sine[:-1]).abs().max() < 0.011
+    # steps across an item boundary (4 -> 0) are not steps: a grid's col column still reads 1
+    grid = torch.tensor([[r, c] for r in range(3) for c in range(3)], dtype=torch.float32) * 16
+    assert pos_spacing(grid, torch.tensor([0, 9])).tolist() == [16.0, 16.0]

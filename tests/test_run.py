@@ -100,8 +100,10 @@ def test_every_option_runs_end_to_end(overrides, tmp_path):
     assert "test/retrieval/map" in metrics
     assert any(k.startswith("test/missing/") for k in metrics)
     assert any(k.startswith("test/noise/") and "/auc/" in k for k in metrics)
-    if cfg.loss.fused == "classify":
+    if cfg.loss.fused != "none":  # auto: classify, the synthetic data has labels
         assert 0.0 <= metrics["test/fused/acc"] <= 1.0
+        # the validation split's modality-alone scores at the best epoch (what the suite ranks)
+        assert 0.0 <= metrics["best_val/missing/image_and_audio/fused/acc"] <= 1.0
     else:
         assert "test/fused/acc" not in metrics
     assert (tmp_path / "checkpoints" / "best.pt").exists()
@@ -123,6 +125,23 @@ def test_folder_dataset_trains_like_the_synthetic_one(tmp_path):
     cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}"])
     result = run_job(cfg, tmp_path / "run")
     assert np.isfinite(result.value)
+
+
+def test_folder_dataset_without_labels_trains_with_no_flags(tmp_path):
+    """Retrieval-only pairs (no label column, ``data.pairing=item``): ``loss.fused=auto`` trains
+    no classifier, so the defaults run; no fused metric exists, retrieval is scored."""
+    data = make_synthetic(n_items=120, seed=1)
+    data.labels, data.label_names = None, None
+    write_folder(data, tmp_path / "ds")
+    assert "label" not in (tmp_path / "ds" / "items.csv").read_text().splitlines()[0]
+    cfg = compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}"])
+    result = run_job(cfg, tmp_path / "run")
+    assert result.monitor == "val/retrieval/mean_recall" and np.isfinite(result.value)
+    assert 0.0 <= result.test_metrics["test/retrieval/mean_recall"] <= 1.0
+    assert not any("fused/" in k for k in result.test_metrics)
+    with pytest.raises(ValueError, match="loss.fused=classify needs labels"):
+        run_job(compose_cfg(["data=folder", f"data.path={tmp_path / 'ds'}", "loss.fused=classify"]),
+                tmp_path / "classify")
 
 
 def test_folder_dataset_with_other_modality_names(tmp_path, caplog):

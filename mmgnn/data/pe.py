@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 import numpy as np
 import torch
@@ -93,6 +94,10 @@ class SinusoidalEncoding(Encoding):
         num_frequencies: frequencies per position column (``>= 1``).
         base: the longest wavelength is about ``2 pi base`` (Transformer: 10000).
         scale: multiplies ``pos`` first (e.g. 40 for frames at a 25 ms hop given in seconds).
+        unit: ``raw`` reads ``pos`` as it is; ``spacing`` first divides each position column
+            by its spacing (:func:`pos_spacing`: the median nonzero step between consecutive
+            nodes of an item), so positions in seconds, pixels or tokens all count steps and
+            the encoding varies along a sequence whatever the unit (``pe=auto``).
 
     Output: float32 ``[N, 2 * num_frequencies * pos_columns]``, per column all sines then all
     cosines.
@@ -108,6 +113,7 @@ class SinusoidalEncoding(Encoding):
     num_frequencies: int = 8
     base: float = 10000.0
     scale: float = 1.0
+    unit: Literal["raw", "spacing"] = "raw"
     kind = "sinusoidal"
     needs_pos = True
 
@@ -116,6 +122,8 @@ class SinusoidalEncoding(Encoding):
             raise ValueError(f"sinusoidal num_frequencies must be an integer >= 1, got {self.num_frequencies!r}")
         if self.base <= 1:
             raise ValueError(f"sinusoidal base must be > 1, got {self.base!r}")
+        if self.unit not in ("raw", "spacing"):
+            raise ValueError(f"sinusoidal unit must be raw or spacing, got {self.unit!r}")
 
     def frequencies(self) -> torch.Tensor:
         """float64 ``[num_frequencies]``: ``base ** (-j / num_frequencies)``."""
@@ -123,9 +131,36 @@ class SinusoidalEncoding(Encoding):
         return float(self.base) ** (-j / self.num_frequencies)
 
     def compute(self, graphs: ModalityGraphs) -> torch.Tensor:
-        angle = graphs.pos.to(torch.float64)[:, :, None] * float(self.scale) * self.frequencies()
+        pos = graphs.pos.to(torch.float64)
+        if self.unit == "spacing":
+            pos = pos / pos_spacing(pos, graphs.ptr)
+        angle = pos[:, :, None] * float(self.scale) * self.frequencies()
         features = torch.cat([torch.sin(angle), torch.cos(angle)], dim=2)  # [N, C, 2F]
         return features.reshape(angle.shape[0], -1).to(torch.float32)
+
+
+def pos_spacing(pos: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    """float64 ``[C]``: per position column, the median of the nonzero absolute steps between
+    consecutive nodes of the same item (1 where a column never changes).
+
+    ``pos``: ``[total_nodes, C]``; ``ptr``: int64 ``[n_items + 1]`` node ranges per item.
+
+    >>> pos = torch.tensor([[0.0], [0.01], [0.02], [0.0], [0.01]], dtype=torch.float64)
+    >>> pos_spacing(pos, torch.tensor([0, 3, 5])).tolist()
+    [0.01]
+    """
+    pos = pos.to(torch.float64)
+    steps = (pos[1:] - pos[:-1]).abs()
+    same_item = torch.ones(steps.shape[0], dtype=torch.bool)
+    starts = ptr[1:-1]
+    same_item[starts[(starts > 0) & (starts < pos.shape[0])] - 1] = False
+    steps = steps[same_item]
+    spacing = torch.ones(pos.shape[1], dtype=torch.float64)
+    for c in range(pos.shape[1]):
+        nonzero = steps[:, c][steps[:, c] > 0]
+        if nonzero.numel():
+            spacing[c] = nonzero.median()
+    return spacing
 
 
 def _items_by_size(graphs: ModalityGraphs):
@@ -366,7 +401,7 @@ def encodings_from_config(
     >>> rwse = {"_target_": "mmgnn.data.pe.RandomWalkEncoding", "steps": 3}
     >>> encodings_from_config(["text", "image"], {"text": False, "image": True},
     ...                       {"_target_": "mmgnn.data.pe.SinusoidalEncoding"}, without_pos=rwse)
-    {'text': RandomWalkEncoding(steps=3), 'image': SinusoidalEncoding(num_frequencies=8, base=10000.0, scale=1.0)}
+    {'text': RandomWalkEncoding(steps=3), 'image': SinusoidalEncoding(num_frequencies=8, base=10000.0, scale=1.0, unit='raw')}
     """
     modalities = tuple(modalities)
     per_modality = dict(per_modality or {})

@@ -8,6 +8,22 @@ from torch import nn
 from mmgnn.losses.interface import TrainableLoss, check_implements
 
 FUSED_OBJECTIVES = ("classify", "none")
+#: ``loss.fused`` choices: the objectives, and ``auto`` (:func:`resolve_fused`).
+FUSED_CHOICES = ("auto", *FUSED_OBJECTIVES)
+
+
+def resolve_fused(fused: str, has_labels: bool) -> str:
+    """The fused objective a run trains: ``auto`` is ``classify`` when the dataset has labels
+    and ``none`` when it has not (retrieval-only pairs); the others are themselves.
+
+    >>> resolve_fused("auto", has_labels=False), resolve_fused("auto", has_labels=True)
+    ('none', 'classify')
+    """
+    if fused not in FUSED_CHOICES:
+        raise ValueError(f"loss.fused must be one of {FUSED_CHOICES}, got {fused!r}")
+    if fused == "auto":
+        return "classify" if has_labels else "none"
+    return fused
 
 
 class MultimodalObjective(nn.Module):

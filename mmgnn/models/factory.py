@@ -29,6 +29,7 @@ from torch import nn
 
 from mmgnn.data.pe import Encoding, encodings_from_config
 from mmgnn.data.pipeline import PreparedData
+from mmgnn.losses.objective import resolve_fused
 from mmgnn.models.budget import hidden_dim_for_budget
 from mmgnn.models.multimodal import MultimodalGNN
 from mmgnn.models.text_encoder import token_encoders_from_config
@@ -85,11 +86,12 @@ class ModelSummary:
 def summarize_data(cfg: DictConfig, data: PreparedData) -> ModelSummary:
     """The summary of prepared data for the run ``cfg`` (the hidden size still open).
 
-    A classifier is built only when the loss trains one (``loss.fused=classify``) and the
-    dataset has labels.
+    A classifier is built only when the loss trains one (``loss.fused=classify``, or ``auto``)
+    and the dataset has labels.
     """
     dataset = data.dataset
-    classify = OmegaConf.select(cfg, "loss.fused") == "classify" and dataset.labels is not None
+    has_labels = dataset.labels is not None
+    classify = resolve_fused(OmegaConf.select(cfg, "loss.fused"), has_labels) == "classify" and has_labels
     return ModelSummary(
         modality_dims={m: d.dim for m, d in dataset.modalities.items()},
         num_classes=dataset.num_classes if classify else 0,

@@ -29,7 +29,7 @@ HEADLINE = re.compile(
     r"|worst_group/(retrieval/(mean_recall|map)|fused/acc)"
     r"|missing/[^/]+/(retrieval/mean_recall|fused/acc)"
     r"|noise/[^/]+/auc/(retrieval/mean_recall|fused/acc))"
-    r"|best_val/(retrieval/(mean_recall|map|r1)|fused/(acc|map))"
+    r"|best_val/(retrieval/(mean_recall|map|r1)|fused/(acc|map)|missing/[^/]+/(retrieval/mean_recall|fused/acc))"
     r"|params/.+|time/.+|latency/.+|memory/.+|best_epoch)$"
 )
 #: Per-epoch metrics logged as curves by default (and the monitored validation metric).

@@ -41,7 +41,7 @@ class JobResult:
 
     monitor: str
     value: float  # best validation value of the monitored metric
-    test_metrics: dict[str, float]
+    test_metrics: dict[str, float]  # test/*, best_val/missing/* (with robustness.missing), cost
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     run_dir: Path | None = None
@@ -58,7 +58,8 @@ def check_config(cfg: DictConfig, dataset: MultimodalDataset) -> None:
             raise ValueError("data.pairing=label needs a label column in items.csv")
         if cfg.loss.fused == "classify":
             raise ValueError(
-                "loss.fused=classify needs labels but the dataset has none; use loss.fused=none"
+                "loss.fused=classify needs labels but the dataset has none; use loss.fused=auto "
+                "(the default: no classifier without labels) or loss.fused=none"
             )
 
 
@@ -170,7 +171,7 @@ def run_job(
         data.standardizer.save(run_dir / paths.STANDARDIZER_FILE)
 
     model, summary = model_and_summary(cfg, data)
-    objective = build_objective(cfg)
+    objective = build_objective(cfg, has_labels=dataset.labels is not None)
     write_model_meta(run_dir, summary)
     record_featurize_info(OmegaConf.select(cfg, "data.path"), run_dir)  # inference featurizes raw items alike
     log.info("model: %d parameters (%s)", count_parameters(model), type(model).__name__)
@@ -185,7 +186,9 @@ def run_job(
 
 def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult:
     """Score the trainer's model (the best checkpoint, loaded) on the test split, with the
-    robustness checks and the cost; write ``test_metrics.json`` and print the summary. The
+    robustness checks and the cost; write ``test_metrics.json`` and print the summary. With
+    ``train.robustness.missing``, the validation split's missing-modality scores at the best
+    epoch are recorded too (``best_val/missing/...``: what choosing on validation reads). The
     fusion runs only when the loss trained it (``trainer.trains_fusion``): otherwise no
     ``fused/*`` or ``gates/*`` metric is computed, printed or recorded."""
     data, model, device = trainer.data, trainer.model, trainer.device
@@ -219,6 +222,10 @@ def evaluate_best(trainer: Trainer, fit: FitResult, t_start: float) -> JobResult
         "memory/peak_mb": _peak_memory_mb(device),
     }
     test_metrics = {f"test/{k}": v for k, v in {**test, **rob}.items()}
+    if config.train.robustness.missing:
+        val_missing = robustness(model, data, "val", eval_batch_size, device, pairing, missing=True,
+                                 noise_levels=[], seed=config.seed, fuse=trainer.trains_fusion)
+        test_metrics.update({f"best_val/{k}": v for k, v in val_missing.items()})
     test_metrics.update(complexity)
     test_metrics["best_epoch"] = float(fit.best_epoch)
     monitor_name, test_value = monitored_value(test, pairing, config.train.monitor)

@@ -27,6 +27,7 @@ from mmgnn.config import ConfigError, check_targets, check_values
 from mmgnn.data.graphs import graph_specs_from_config
 from mmgnn.data.pe import make_encoding
 from mmgnn.losses import MultimodalObjective
+from mmgnn.losses.objective import resolve_fused
 from mmgnn.models.factory import ModelSummary, create_model
 
 # The stand-in data of the model check: two modalities (every fusion needs >= 2), two classes.
@@ -105,11 +106,12 @@ def check_builds(cfg: DictConfig) -> None:
         raise ConfigError(f"the loss group does not build: {_cause(error)}") from None
 
 
-def build_objective(cfg: DictConfig) -> MultimodalObjective:
-    """The run's objective from the ``loss`` group."""
+def build_objective(cfg: DictConfig, has_labels: bool = True) -> MultimodalObjective:
+    """The run's objective from the ``loss`` group, for a dataset with or without labels
+    (``loss.fused=auto``: :func:`~mmgnn.losses.objective.resolve_fused`)."""
     return MultimodalObjective(
         alignment=instantiate(cfg.loss.alignment),
-        fused=cfg.loss.fused,
+        fused=resolve_fused(cfg.loss.fused, has_labels),
         fused_weight=cfg.loss.fused_weight,
         alignment_weight=cfg.loss.alignment_weight,
     )
