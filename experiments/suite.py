@@ -3,7 +3,7 @@
     python -m experiments.suite --candidates defaults "loss=infonce" "pe=index model.readout=query" \\
         --seeds 0 1 2 [--datasets synthetic digits ...] [--launcher local_parallel] \\
         [--rank-by all|alone|fused|map] [--data-seed same|N] [--out DIR] [--small] [--test] \\
-        [--dry-run] [-- more overrides for every job]
+        [--dry-run] [--markdown docs/results/NAME.md] [-- more overrides for every job]
     python -m experiments.suite --candidates candidates.yaml --seeds 0 1 2
     python -m experiments.suite --describe        the datasets' sizes (docs/datasets.md)
     python -m experiments.suite --controls --datasets ktuberling_small --seeds 0 1 2 [-- overrides]
@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.markdown import add_markdown_option, write_if_asked
 from mmgnn import paths
 from mmgnn.analysis import suite as S
 
@@ -276,12 +277,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--controls", action="store_true",
                    help="print the datasets' linear controls on validation over the seeds (as data seeds) and stop; "
                    "overrides after -- compose the datasets")
+    add_markdown_option(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    given = " ".join(argv)
+    given, argv_given = " ".join(argv), list(argv)
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
@@ -364,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = runs_frame[runs_frame["status"] != "FINISHED"]
 
     names = [c.name for c in candidates]
-    lines = [f"# Development suite: validation scores ({len(seeds)} seed(s), ranked by {args.rank_by})", "",
-             f"Command: `python -m experiments.suite {given}`", ""]
+    title = f"Development suite: validation scores ({len(seeds)} seed(s), ranked by {args.rank_by})"
+    lines = []
     for dataset in args.datasets:
         columns = list(keys_of[dataset])
         table = S.dataset_table(scores, dataset, columns, control, names) if not scores.empty else pd.DataFrame()
@@ -380,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"- {r.candidate} / {r.dataset} / seed {r.seed}: {r.status} {r.error or ''}" for r in failed.itertuples()]
         lines.append("")
     text = "\n".join(lines)
-    print("\n" + text, flush=True)
-    (out / "suite.md").write_text(text + "\n")
+    header = f"# {title}\n\nCommand: `python -m experiments.suite {given}`\n\n"
+    print("\n" + header + text, flush=True)
+    (out / "suite.md").write_text(header + text + "\n")
+    write_if_asked(args, argv_given, "experiments.suite", title, text)
     scores.to_csv(out / "scores.csv", index=False)
     control.to_csv(out / "controls.csv", index=False)
     if args.test and chosen is not None:

@@ -111,6 +111,7 @@ class TrainConfig:
     modality_dropout: float = 0.1  # each present modality of an item hidden with this probability
     monitor: str = "auto"  # a validation metric key, or auto (from data.pairing)
     patience: int = 4  # epochs of the last stage without improvement before stopping (0: never)
+    min_steps: int = 0  # the least optimiser steps: fewer from the stages -> their epochs (and patience) x k
     min_delta: float = 0.0  # an improvement must beat the best by more than this
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision (bf16 autocast) when on CUDA; ignored on CPU
@@ -187,6 +188,7 @@ VALUE_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.modality_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.patience": (lambda v: v >= 0, ">= 0 (0: never stop early)"),
+    "train.min_steps": (lambda v: v >= 0, ">= 0 (0: the stages' epochs as given)"),
     "train.min_delta": (lambda v: v >= 0, ">= 0"),
     "train.num_threads": (lambda v: v >= 0, ">= 0 (0: torch's default)"),
     "train.max_items": (lambda v: v is None or v >= 2, "null or >= 2"),

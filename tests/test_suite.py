@@ -203,7 +203,7 @@ def test_the_suite_runs_end_to_end_and_shows_test_numbers_only_with_test(tmp_pat
     monkeypatch.setenv("MMGNN_HOME", str(tmp_path / "home"))
     args = ["--small", "--datasets", "synthetic", "synthetic_positional", "--candidates", "defaults", "gnn=mlp",
             "--seeds", "0", "1"]
-    assert suite.main([*args, "--out", str(tmp_path / "val")]) == 0
+    assert suite.main([*args, "--out", str(tmp_path / "val"), "--markdown", str(tmp_path / "page.md")]) == 0
     printed = capsys.readouterr().out
     scores = pd.read_csv(tmp_path / "val" / "scores.csv")
     assert len(scores) == 4  # 2 candidates x 2 datasets x 1 seed (--small: one seed)
@@ -217,6 +217,10 @@ def test_the_suite_runs_end_to_end_and_shows_test_numbers_only_with_test(tmp_pat
     assert "| defaults |" in page and "| gnn=mlp |" in page and page.count("| linear control |") == 2
     assert "| candidate | fused acc | text alone | image alone | audio alone | mAP |" in page
     assert "| candidate | synthetic | synthetic_positional | mean rank | mean score |" in page
+    # --markdown: the same tables under the command that wrote them (docs/results pages)
+    written = (tmp_path / "page.md").read_text()
+    assert "- Written by: `python -m experiments.suite --small --datasets synthetic" in written
+    assert page.split("## synthetic (validation")[1] in written
     for text in (printed, page, (tmp_path / "val" / "scores.csv").read_text(),
                  (tmp_path / "val" / "controls.csv").read_text()):
         assert not re.search(r"\btest/|test split|\(test\b|test\.md", text, flags=re.I), "test numbers without --test"

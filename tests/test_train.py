@@ -152,6 +152,20 @@ def test_early_stopping_counts_only_in_the_last_stage(data, tmp_path):
     assert (tmp_path / "checkpoints" / "best.pt").exists()
 
 
+def test_min_steps_multiplies_the_epochs_and_the_patience_of_a_small_training_split(data, tmp_path):
+    """96 items (under 64 train) at batch 32: 2 steps per epoch; 2 + 3 epochs give 10 steps,
+    so train.min_steps=40 runs each stage 4x (8 + 12 epochs, 40 steps) and patience 2 -> 8."""
+    stages = [Stage("warmup", 2), Stage("finetune", 3)]
+    trainer = make_trainer(data, tmp_path / "a", stages, min_steps=40)
+    assert math.ceil(data.dataset.indices("train").size / 32) == 2 and trainer.epoch_factor == 4
+    assert [s.epochs for s in trainer.stages] == [8, 12] and trainer.total_epochs == 20
+    result = trainer.fit()
+    assert result.epochs_run == 20 and trainer.scheduler.last_epoch == 40
+    stopped = make_trainer(data, tmp_path / "b", stages, lr=0.0, patience=2, min_steps=40).fit()
+    assert stopped.stopped_early and stopped.epochs_run == 8 + 8  # the warm-up, then 8 without improvement
+    assert make_trainer(data, tmp_path / "c", stages, min_steps=10).epoch_factor == 1  # already 10 steps
+
+
 def test_lr_follows_warmup_cosine_and_temperature_is_clamped(data, tmp_path):
     trainer = make_trainer(data, tmp_path, [Stage("joint", 3)], warmup_fraction=0.34)
     with torch.no_grad():

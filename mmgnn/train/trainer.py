@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -112,6 +112,20 @@ def fuses_in_training(model: nn.Module, objective: TrainingObjective) -> bool:
     return bool(objective.needs_fused) and getattr(model, "classifier", None) is not None
 
 
+def schedule_factor(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
+    """How many times the stages' epochs run so that training takes at least ``min_steps``
+    optimiser steps: ``ceil(min_steps / (epochs * steps_per_epoch))``, at least 1. A small
+    training split has few batches per epoch (125 items at batch 128: one), so a schedule in
+    epochs would give it a handful of steps.
+
+    >>> schedule_factor(20, 1, 200), schedule_factor(20, 7, 200), schedule_factor(20, 10, 200)
+    (10, 2, 1)
+    >>> schedule_factor(20, 1, 0)
+    1
+    """
+    return max(1, math.ceil(min_steps / max(1, epochs * steps_per_epoch)))
+
+
 def check_monitor(monitor: str, trains_fusion: bool) -> None:
     """``train.monitor`` must name a metric the run computes: not one of the fused output
     (:func:`~mmgnn.metrics.is_fusion_metric`) when the fusion is not trained."""
@@ -180,7 +194,15 @@ class Trainer:
         if not self.trains_fusion:
             log.info("the loss does not train the fusion (loss.fused=none or no classifier): "
                      "fused/* and gates/* metrics are not computed")
-        self.stages: list[Stage] = list(train.stages)
+        steps_per_epoch = math.ceil(data.dataset.indices("train").size / train.batch_size)
+        self.epoch_factor = schedule_factor(sum(s.epochs for s in train.stages), steps_per_epoch,
+                                            train.min_steps)
+        self.stages: list[Stage] = [replace(s, epochs=s.epochs * self.epoch_factor) for s in train.stages]
+        self.patience = train.patience * self.epoch_factor
+        if self.epoch_factor > 1:
+            log.info("train.min_steps=%d: %d batches per epoch, so every stage runs %dx its epochs "
+                     "(%d in all) and patience is %d", train.min_steps, steps_per_epoch,
+                     self.epoch_factor, sum(s.epochs for s in self.stages), self.patience)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / paths.CHECKPOINT_DIR
         self.device = choose_device(train.device)
@@ -193,7 +215,6 @@ class Trainer:
         units = [g["unit"] for g in self.optimizer.param_groups]
         check_stages(self.stages, [n for n, _ in model.named_parameters()] + ["loss"], units)
         self.total_epochs = sum(s.epochs for s in self.stages)
-        steps_per_epoch = math.ceil(data.dataset.indices("train").size / train.batch_size)
         self.scheduler = build_warmup_cosine(
             self.optimizer,
             self.total_epochs * steps_per_epoch,
@@ -377,9 +398,9 @@ class Trainer:
                      "  (best)" if improved else "")
             for callback in self.callbacks:
                 callback.on_epoch_end(epoch, metrics)
-            if train.patience > 0 and self.bad_epochs >= train.patience:
+            if self.patience > 0 and self.bad_epochs >= self.patience:
                 log.info("early stopping after epoch %d: no improvement of %s for %d epochs",
-                         epoch + 1, self.monitor, train.patience)
+                         epoch + 1, self.monitor, self.patience)
                 stopped_early = True
                 break
             if train.stop_after_epoch is not None and epoch + 1 >= train.stop_after_epoch:
