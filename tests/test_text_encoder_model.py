@@ -1,7 +1,7 @@
 """text_encoder=minilm: all-MiniLM-L6-v2 inside the text branch, fed by the dataset's token ids.
 
 On a tiny featurized raw example (captions + digit images): the encoder starts as the bundled
-checkpoint, the default stages keep it unchanged (and in eval mode) while the text branch is
+checkpoint, staged training (train=staged) keeps it unchanged (and in eval mode) while the text branch is
 frozen and change it at half the learning rate afterwards, a dataset without ids fails at start,
 and run.py and mmgnn.inference work end to end with it.
 """
@@ -28,9 +28,11 @@ from mmgnn.train.trainer import Trainer, seed_everything
 
 from conftest import ROOT
 
-# The default stages (text branch frozen, then fine-tuned at half the lr), one epoch each.
+# Staged training (train=staged: the text branch frozen, then fine-tuned at half the lr), one
+# epoch each.
 SMALL = [
     "text_encoder=minilm",
+    "train=staged",
     "train.stages.0.epochs=1",
     "train.stages.1.epochs=1",
     "train.batch_size=8",
@@ -123,7 +125,7 @@ class Recorder:
         self.modes.append([])
 
 
-def test_default_stages_freeze_then_fine_tune_the_encoder(folder, tmp_path):
+def test_staged_training_freezes_then_fine_tunes_the_encoder(folder, tmp_path):
     cfg = compose_cfg(folder)
     assert [s.freeze for s in cfg.train.stages] == [["branches.text"], []]
     assert [dict(s.lr_scale) for s in cfg.train.stages] == [{}, {"branches.text": 0.5}]

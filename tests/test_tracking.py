@@ -311,7 +311,7 @@ def local_points(run_dir):
     return {k: sorted(v) for k, v in points.items()}
 
 
-LONGER = [*TINY, "train.stages.1.epochs=10", "train.patience=0", "tracking.log_plots=false"]
+LONGER = [*TINY, "train.stages.0.epochs=11", "train.patience=0", "tracking.log_plots=false"]
 
 
 def test_server_killed_mid_run_then_sync_makes_the_run_whole(tmp_path):
