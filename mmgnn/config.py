@@ -128,7 +128,7 @@ class TrackingConfig:
     enabled: bool = True
     uri: Optional[str] = None  # None: sqlite:///<project>/outputs/mlflow.db
     experiment: str = "mmgnn"
-    run_name: Optional[str] = None  # None: made from the config (gat-sum-xattn-hardneg-s0)
+    run_name: Optional[str] = None  # None: made from the config (gat-sum-xattn-infonce-s0)
     log_checkpoint: bool = True
     log_plots: bool = True
     skip_finished: bool = True  # in a sweep, a config whose hash has a FINISHED run is skipped

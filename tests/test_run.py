@@ -84,6 +84,8 @@ def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins(
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         digits = compose("config", overrides=["data=digits"])
     assert sorted(digits.graph.modalities) == ["image", "rows"]  # its own modalities: no warning
+    # its validation winner (docs/results/suite_defaults.md), not the global defaults
+    assert (digits.model.readout, digits.train.modality_dropout) == ("query", 0.5)
     assert chosen(["data=synthetic_positional"]) == (["joint"], "none")
     assert chosen(["data=digits", "train=staged", "pe=none"]) == (["warmup", "finetune"], "none")
     # a folder gets the suite's defaults: no data-specific choice

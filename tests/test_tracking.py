@@ -146,7 +146,7 @@ def check_two_by_two(uri, parents, children):
     got = sorted((c.data.params["skip.mode"], c.data.params["seed"]) for c in children)
     assert got == [("none", "0"), ("none", "1"), ("sum", "0"), ("sum", "1")]
     assert {c.info.run_name for c in children} == {
-        f"gat-{s}-xattn-hardneg-s{i}" for s in ("none", "sum") for i in (0, 1)}
+        f"gat-{s}-xattn-infonce-s{i}" for s in ("none", "sum") for i in (0, 1)}
     assert parents[0].data.tags["mmgnn.expected_jobs"] == "4"
     assert parents[0].data.tags["mmgnn.factors"] == "skip,seed"
     assert parents[0].data.tags["mlflow.note.content"].startswith("| skip |")
@@ -410,7 +410,7 @@ def test_unreachable_server_fails_fast_or_records_offline(tmp_path, mlflow_serve
     assert result.created and result.params > 100 and result.artifacts >= 3
     client = MlflowClient(mlflow_server)
     run = client.get_run(result.run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "gat-sum-xattn-hardneg-s0"
+    assert run.info.status == "FINISHED" and run.info.run_name == "gat-sum-xattn-infonce-s0"
     assert run.data.metrics["test/retrieval/mean_recall"] == pytest.approx(
         read_metrics_csv(tmp_path / "off" / "metrics.csv")["test/retrieval/mean_recall"])
     assert not sync(tmp_path / "off", mlflow_server)[0].changed
