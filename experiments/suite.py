@@ -64,7 +64,7 @@ ROOT = paths.project_root()
 #: Overrides of every suite job: skip what the suite never reads.
 COMMON = ("train.robustness.noise_levels=[]", "tracking.log_plots=false")
 #: ``--small``: a seconds-long job on any dataset.
-SMALL = ("train.max_items=96", "train.stages=[{name:joint,epochs:1,freeze:[],lr_scale:{}}]",
+SMALL = ("train.max_items=96", "train.stages=[{name:joint,epochs:1,freeze:[],lr_scale:{}}]", "train.min_steps=0",
          "train.batch_size=32", "train.eval_batch_size=128")
 #: ``--small``: per dataset, a small build instead of the full one.
 SMALL_DATA = {

@@ -109,7 +109,7 @@ class TrainConfig:
     modality_dropout: float = 0.1  # each present modality of an item hidden with this probability
     monitor: str = "auto"  # a validation metric key, or auto (from data.pairing)
     patience: int = 4  # epochs of the last stage without improvement before stopping (0: never)
-    min_steps: int = 0  # the least optimiser steps: fewer from the stages -> their epochs (and patience) x k
+    min_steps: int = 140  # the least optimiser steps: fewer from the stages -> their epochs (and patience) x k
     min_delta: float = 0.0  # an improvement must beat the best by more than this
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision (bf16 autocast) when on CUDA; ignored on CPU

@@ -35,6 +35,7 @@ SMALL = [
     "train=staged",
     "train.stages.0.epochs=1",
     "train.stages.1.epochs=1",
+    "train.min_steps=0",
     "train.batch_size=8",
     "gnn.hidden_dim=16",
     "model.embed_dim=16",

@@ -53,7 +53,7 @@ def build(data, seed=0):
 def trainer_config(stages, seed=0, lr=3e-3, warmup_fraction=0.1, **train):
     """Small batches on the CPU, no early stopping and no modality dropout unless asked."""
     options = dict(batch_size=32, eval_batch_size=64, patience=0, modality_dropout=0.0,
-                   device="cpu")
+                   device="cpu", min_steps=0)
     options.update(train)
     return TrainerConfig(
         train=TrainConfig(stages=list(stages), **options),
