@@ -33,3 +33,28 @@ class Payload:
 def pickle_payload():
     """``Payload(path)``: an object whose unpickling creates ``path`` (checkpoint safety tests)."""
     return Payload
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (``test_tracking.MlflowServer``) for the tests that only log to
+    it and read back what they logged: each uses its own experiment. Never killed by a test."""
+    from test_tracking import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server")).start()
+    yield server
+    if server.process.poll() is None:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def served_sweep(shared_mlflow_server, tmp_path_factory):
+    """A finished 2 x 2 multirun of tiny jobs (``skip=none,sum`` x ``seed=0,1``, plots logged)
+    against :func:`shared_mlflow_server`, in its experiment ``test``: read, never changed, by
+    test_tracking (what the server holds) and test_ui (what MLflow's UI shows of it).
+    Returns the server; ``server.folder / "server.db"`` is its store."""
+    from test_tracking import sweep
+
+    sweep(tmp_path_factory.mktemp("served_sweep"), shared_mlflow_server.uri, "skip=none,sum",
+          "seed=0,1", "tracking.log_plots=true")
+    return shared_mlflow_server

@@ -7,7 +7,9 @@
   is runnable when the line before its opening fence is ``<!-- runnable -->``. It runs with bash
   (``set -euo pipefail``) in the repository root, with this interpreter's folder first on
   ``PATH`` (so ``python`` is the project's), ``MMGNN_HOME`` (every output: run folders, the MLflow
-  store) and ``TMPDIR`` in a temporary folder, and a time limit. Mark few blocks, with small
+  store) and ``TMPDIR`` in a temporary folder, one OpenMP thread (``OMP_NUM_THREADS=1``: the
+  blocks' tiny models gain nothing from intra-op threads, which on a busy machine cost them
+  several times their run time in synchronisation), and a time limit. Mark few blocks, with small
   sizes (``debug=fast``): together they should stay under two minutes on two cores.
 """
 from __future__ import annotations
@@ -110,6 +112,7 @@ def test_runnable_block_runs(block: Block, tmp_path):
     env.update(
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         MMGNN_HOME=str(home), TMPDIR=str(tmp), DGLBACKEND="pytorch", PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
     )
     try:
         proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + block.code], cwd=ROOT, env=env,

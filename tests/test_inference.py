@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
         [sys.executable, str(ROOT / "run.py"), "debug=fast", "data=folder",
          f"data.path={tmp / 'data'}", "data.modalities=[text,image,audio]", "gnn.hidden_dim=16",
          "model.embed_dim=16", "budget=30000", "train.robustness.missing=false",
-         "train.robustness.noise_levels=[]", "tracking.enabled=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false", "train.num_threads=1",
          f"hydra.run.dir={tmp / 'run'}"],
         cwd=tmp, capture_output=True, text=True, timeout=300,
     )

@@ -30,7 +30,7 @@ from conftest import ROOT
 from mmgnn.config import CONF_DIR, register_configs
 from mmgnn.launch.callbacks import per_machine_store, runs_elsewhere
 from mmgnn.launch.job import launcher_threads
-from test_tracking import TINY, check_two_by_two, free_port, mlflow_server, runs_of  # noqa: F401
+from test_tracking import TINY, MlflowServer, check_two_by_two, free_port, runs_of
 
 # Tiny jobs whose torch threads the launcher decides (TINY pins train.num_threads=1).
 JOB = [arg for arg in TINY if not arg.startswith("train.num_threads=")]
@@ -130,6 +130,15 @@ def ray_head(tmp_path):
         yield head
     finally:
         head.stop()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, ray_head):
+    """A real ``mlflow server``, started while the Ray head boots."""
+    server = MlflowServer(tmp_path).start()
+    yield server.uri
+    if server.process.poll() is None:
+        server.kill()
 
 
 @needs_ray

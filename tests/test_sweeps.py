@@ -88,7 +88,7 @@ def test_controlled_sweeper_launches_the_sampled_jobs(tmp_path):
          "hydra.sweeper.controlled=[skip,fusion]", "hydra.sweeper.num_base=1",
          "skip=none,sum", "fusion=concat,gated", "seed=0", "debug=fast", "train.max_items=40",
          "gnn.hidden_dim=16", "model.embed_dim=16", "train.robustness.missing=false",
-         "train.robustness.noise_levels=[]", "tracking.enabled=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false", "train.num_threads=1",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
@@ -104,7 +104,7 @@ def test_optuna_preset_optimises_the_returned_value(tmp_path):
         [sys.executable, str(ROOT / "run.py"), "-m", "+experiment=optuna",
          "hydra.sweeper.n_trials=2", "debug=fast", "train.max_items=40", "gnn.hidden_dim=16",
          "model.embed_dim=16", "train.robustness.missing=false",
-         "train.robustness.noise_levels=[]", "tracking.enabled=false",
+         "train.robustness.noise_levels=[]", "tracking.enabled=false", "train.num_threads=1",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )

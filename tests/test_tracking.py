@@ -1,6 +1,8 @@
 """MLflow tracking: params, hashes, locked-database retries, and multirun sweeps through every
 launcher (basic, joblib, submitit local) and against a real ``mlflow server``: one parent,
 nested children, resumable sweeps, failed jobs recorded as FAILED."""
+import atexit
+import functools
 import json
 import os
 import shutil
@@ -9,8 +11,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -222,22 +226,40 @@ def free_port():
         return s.getsockname()[1]
 
 
+# MLflow's server starts a job runner and about ten huey consumers (GenAI jobs, which the
+# tests never use), each importing mlflow: seconds of CPU per start, and more while a sweep
+# runs beside them. Off for the test servers.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+@functools.lru_cache(maxsize=None)
+def migrated_store() -> Path:
+    """An empty MLflow SQLite store at MLflow's current schema, made once per session: each
+    server's fresh store starts as a copy of it instead of running every migration again."""
+    folder = Path(tempfile.mkdtemp(prefix="mlflow_store"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    MlflowClient(f"sqlite:///{folder / 'server.db'}").search_experiments()
+    return folder / "server.db"
+
+
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 that a test can kill and start again (same port,
-    same database and artifact folder)."""
+    same database and artifact folder). Its store starts empty, at the current schema."""
 
     def __init__(self, folder):
         self.folder, self.port, self.process = folder, free_port(), None
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self):
+        db = self.folder / "server.db"
+        if not db.exists():
+            shutil.copyfile(migrated_store(), db)
         self.process = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--backend-store-uri",
-             f"sqlite:///{self.folder / 'server.db'}",
+             "--port", str(self.port), "--backend-store-uri", f"sqlite:///{db}",
              "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.folder,
-            start_new_session=True,
+            start_new_session=True, env={**os.environ, **SERVER_ENV},
         )
         deadline = time.time() + 180
         while time.time() < deadline:  # serving, not only listening
@@ -259,17 +281,18 @@ class MlflowServer:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path).start()
-    yield server.uri
-    if server.process.poll() is None:
-        server.kill()
+def mlflow_server(shared_mlflow_server):
+    """The session's server (conftest): each test logs to its own experiment and counts only
+    the runs of that experiment."""
+    return shared_mlflow_server.uri
 
 
-def test_sweep_against_a_real_mlflow_server(tmp_path, mlflow_server):
-    sweep(tmp_path, mlflow_server, "skip=none,sum", "seed=0,1", "tracking.log_plots=true")
-    client, parents, children = runs_of(mlflow_server)
-    check_two_by_two(mlflow_server, parents, children)
+def test_sweep_against_a_real_mlflow_server(served_sweep):
+    """The sweep (conftest's ``served_sweep``): ``python run.py -m`` of tiny jobs with
+    ``skip=none,sum seed=0,1 tracking.log_plots=true`` against a real server."""
+    uri = served_sweep.uri
+    client, parents, children = runs_of(uri)
+    check_two_by_two(uri, parents, children)
     run_id = children[0].info.run_id
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "test_metrics.json", "hydra", "checkpoints", "plots"} <= artifacts

@@ -1,6 +1,9 @@
 """The MLflow UI in a real browser: a sweep's headline metric and swept params can be shown as
-runs-table columns and hold the API's values (``experiments/ui_check.py``). Skipped where no
-Chromium or Playwright is installed (``.ci/run`` installs both)."""
+runs-table columns and hold the API's values (``experiments/ui_check.py``, which starts its own
+``mlflow server`` on the sweep's store). The sweep is conftest's ``served_sweep`` (2 x 2 tiny
+jobs, shared with test_tracking). Skipped where no Chromium or Playwright is installed
+(``.ci/run`` installs both)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -9,27 +12,22 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from test_tracking import TINY
+from test_tracking import SERVER_ENV
 
 pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="no system Chromium")
 
 
-def test_sweep_columns_in_the_mlflow_ui_hold_the_api_values(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "-m", *TINY, f"tracking.uri={uri}",
-         "tracking.experiment=ui", f"hydra.sweep.dir={tmp_path / 'sweep'}", "skip=none,sum"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_sweep_columns_in_the_mlflow_ui_hold_the_api_values(served_sweep, tmp_path):
+    uri = f"sqlite:///{served_sweep.folder / 'server.db'}"
     client = MlflowClient(uri)
-    (parent,) = client.search_runs([client.get_experiment_by_name("ui").experiment_id],
+    (parent,) = client.search_runs([client.get_experiment_by_name("test").experiment_id],
                                    filter_string="tags.`mmgnn.role` = 'sweep'")
     check = subprocess.run(
         [sys.executable, "-m", "experiments.ui_check", "--backend-store-uri", uri,
          "--parent", parent.info.run_id, "--out", str(tmp_path / "img")],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, **SERVER_ENV})
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-3000:]
     assert "show the API's values" in check.stdout
     assert (tmp_path / "img" / "mlflow_sweep_headline_columns.png").stat().st_size > 10_000
