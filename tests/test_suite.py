@@ -220,7 +220,7 @@ def test_the_suite_runs_end_to_end_and_shows_test_numbers_only_with_test(tmp_pat
     # --markdown: the same tables under the command that wrote them (docs/results pages)
     written = (tmp_path / "page.md").read_text()
     assert "- Written by: `python -m experiments.suite --small --datasets synthetic" in written
-    assert page.split("## synthetic (validation")[1] in written
+    assert page.split("## synthetic (validation")[1].strip() in written
     for text in (printed, page, (tmp_path / "val" / "scores.csv").read_text(),
                  (tmp_path / "val" / "controls.csv").read_text()):
         assert not re.search(r"\btest/|test split|\(test\b|test\.md", text, flags=re.I), "test numbers without --test"
