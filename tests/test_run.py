@@ -188,7 +188,7 @@ def test_structured_config_rejects_typos_and_wrong_types():
 @pytest.mark.parametrize("override, message", [
     ("gnn.hidden_dim=abc", "gnn.hidden_dim='abc': mmgnn.models.GNNBranch expects int"),
     ("gnn.conv.heads=2.5", "gnn.conv.heads=2.5: mmgnn.models.convs.GATLayer expects int"),
-    ("loss.alignment.beta=high", "loss.alignment.beta='high'"),
+    ("loss.alignment.temperature=high", "loss.alignment.temperature='high'"),
     ("+gnn.conv.aggregator=mean", "GATLayer takes no parameter 'aggregator'"),
 ])
 def test_object_groups_are_checked_against_their_constructors(override, message, tmp_path):
