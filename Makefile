@@ -51,10 +51,11 @@ bench: $(RUN_STAMP)
 lock: | $(VENV)/bin/python
 	$(PIP) freeze --exclude-editable | grep -v "^-e " > requirements.lock
 
-# The Debian packages the suite's real recordings are built from (data=ktuberling; docs/datasets.md).
+# The Debian packages the suite's real recordings are built from (data=ktuberling, data=klettres;
+# docs/datasets.md).
 suite-data:
-	apt-get install -y ktuberling-data librsvg2-bin || \
-	  { apt-get update -q && apt-get install -y ktuberling-data librsvg2-bin; }
+	apt-get install -y ktuberling-data klettres-data librsvg2-bin fonts-dejavu-core || \
+	  { apt-get update -q && apt-get install -y ktuberling-data klettres-data librsvg2-bin fonts-dejavu-core; }
 
 # docs/img/mlflow_sweep_*.png from a real 4-run sweep of the default model (needs chromium).
 screenshots: $(TEST_STAMP)

@@ -137,7 +137,7 @@ def test_a_missing_package_is_named_with_its_install_command(tmp_path, monkeypat
     monkeypatch.setattr(K, "KTUBERLING", tmp_path / "absent")
     with pytest.raises(K.SuiteDataError, match="ktuberling-data") as error:
         K.load_ktuberling(root=str(tmp_path / "datasets"), languages=["en"])
-    assert "apt-get install -y ktuberling-data librsvg2-bin" in str(error.value)
+    assert "apt-get install -y ktuberling-data klettres-data librsvg2-bin fonts-dejavu-core" in str(error.value)
     assert str(tmp_path / "absent" / "sounds") in str(error.value)
     assert not (tmp_path / "datasets" / "ktuberling").exists()
 

@@ -29,7 +29,8 @@ from mmgnn.metrics import metric_key_part
 from mmgnn.tracking.names import METRICS_FILE, TAG_RUN_DIR
 
 #: The suite's datasets (``data=`` options), in the order of the tables.
-SUITE = ("synthetic", "synthetic_hard", "synthetic_positional", "digits", "ktuberling", "ktuberling_small")
+SUITE = ("synthetic", "synthetic_hard", "synthetic_positional", "digits", "ktuberling", "ktuberling_small",
+         "klettres")
 FUSED, MAP = "fused acc", "mAP"
 #: What ranks the candidates of a dataset (``--rank-by``): a score column, or ``all`` (the
 #: mean of a run's score columns) or ``alone`` (the mean of its modality-alone columns).

@@ -29,7 +29,7 @@ the raw-data path; the encoders are parameters (``text_encoder``, ``image_encode
 ``audio_encoder``, ``featurize_options``): by default MiniLM tokens, the 7 x 7 cells of
 EfficientNet-Lite0's ``block15`` and log-mel frames.
 
-    python -m mmgnn.featurize.suite_data ktuberling ktuberling_small   # build both now
+    python -m mmgnn.featurize.suite_data ktuberling ktuberling_small klettres   # build them now
 """
 from __future__ import annotations
 
@@ -67,8 +67,11 @@ log = logging.getLogger(__name__)
 #: Where Debian installs KTuberling's data (tests point it elsewhere).
 KTUBERLING = Path("/usr/share/ktuberling")
 #: The Debian packages the builder reads, and the command that installs them.
-PACKAGES = {"ktuberling": "ktuberling-data", "rsvg": "librsvg2-bin"}
-INSTALL = "sudo apt-get install -y ktuberling-data librsvg2-bin"
+PACKAGES = {"ktuberling": "ktuberling-data", "klettres": "klettres-data", "rsvg": "librsvg2-bin",
+            "fonts": "fonts-dejavu-core"}
+WHAT = {"ktuberling": "KTuberling recordings and pictures", "klettres": "KLettres recordings",
+        "rsvg": "rsvg-convert", "fonts": "the DejaVu fonts letters are drawn in"}
+INSTALL = "sudo apt-get install -y ktuberling-data klettres-data librsvg2-bin fonts-dejavu-core"
 RSVG = "rsvg-convert"
 #: Bumped whenever the builder's output changes for the same parameters (keys the cache).
 BUILD_VERSION = 1
@@ -94,7 +97,7 @@ def missing_package(what: str, path: Path | str) -> SuiteDataError:
     package = PACKAGES[what]
     return SuiteDataError(
         f"{path} not found: building this dataset needs the Debian package {package} "
-        f"({'KTuberling recordings and pictures' if what == 'ktuberling' else 'rsvg-convert'}). "
+        f"({WHAT[what]}). "
         f"Install it with: {INSTALL}   (or: make suite-data)")
 
 
@@ -184,7 +187,7 @@ def pictures(source: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sound", "board", "object"]).drop_duplicates().reset_index(drop=True)
 
 
-def _stable_int(*parts: str) -> int:
+def stable_int(*parts: str) -> int:
     return int(hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:15], 16)
 
 
@@ -206,7 +209,7 @@ def select_items(source: Path | None = None, languages: Sequence[str] | None = N
     table = table[table["sound"].map(counts) >= min_per_label].copy()
     table["item_id"] = table["language"] + "/" + table["sound"]
     options = {s: g.sort_values(["board", "object"]).to_numpy() for s, g in drawn.groupby("sound")}
-    chosen = [options[s][_stable_int(i) % len(options[s])] for s, i in zip(table["sound"], table["item_id"])]
+    chosen = [options[s][stable_int(i) % len(options[s])] for s, i in zip(table["sound"], table["item_id"])]
     table["board"] = [c[1] for c in chosen]
     table["object"] = [c[2] for c in chosen]
     return table.sort_values(["sound", "language"]).reset_index(drop=True)
@@ -250,7 +253,7 @@ def _only(root: ET.Element, parents: dict, object_id: str) -> Iterator[None]:
 
 
 
-def _rsvg(svg: bytes, args: list[str]):
+def run_rsvg(svg: bytes, args: list[str]):
     from PIL import Image
 
     done = subprocess.run([RSVG, *args], input=svg, capture_output=True)
@@ -259,7 +262,7 @@ def _rsvg(svg: bytes, args: list[str]):
     return Image.open(io.BytesIO(done.stdout)).convert("RGBA")
 
 
-def _alpha_box(image, threshold: int = 16):
+def alpha_box(image, threshold: int = 16):
     return image.getchannel("A").point(lambda a: 255 if a > threshold else 0).getbbox()
 
 
@@ -269,23 +272,23 @@ def render_object(root: ET.Element, parents: dict, object_id: str, side: int = 1
     once zoomed on it (``rsvg-convert --zoom --left --top --page-width --page-height``)."""
     with _only(root, parents, object_id):
         svg = ET.tostring(root)
-    page = _rsvg(svg, [])
+    page = run_rsvg(svg, [])
     zoom = 1000.0 / max(page.size)  # locate the object on a page about 1000 px wide
     if abs(zoom - 1.0) > 0.05:
-        page = _rsvg(svg, ["--zoom", f"{zoom:.6f}"])
+        page = run_rsvg(svg, ["--zoom", f"{zoom:.6f}"])
     else:
         zoom = 1.0
-    box = _alpha_box(page)
+    box = alpha_box(page)
     if box is None:
         raise SuiteDataError(f"object {object_id!r} draws nothing")
     x0, y0, x1, y1 = (v / zoom for v in box)
     pad = 1.0 / zoom  # a pixel of the locating page, each side
     x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
     scale = side / max(x1 - x0, y1 - y0)
-    image = _rsvg(svg, ["--zoom", f"{scale:.6f}", f"--page-width={(x1 - x0) * scale:.2f}px",
+    image = run_rsvg(svg, ["--zoom", f"{scale:.6f}", f"--page-width={(x1 - x0) * scale:.2f}px",
                         f"--page-height={(y1 - y0) * scale:.2f}px", f"--left={-x0 * scale:.2f}px",
                         f"--top={-y0 * scale:.2f}px"])
-    box = _alpha_box(image)
+    box = alpha_box(image)
     return image.crop(box) if box is not None else image
 
 
@@ -314,22 +317,23 @@ def render_pictures(wanted: pd.DataFrame, source: Path, folder: Path) -> dict[tu
     return out
 
 
-def draw_item(picture, item_id: str, size: int, jitter: bool):
+def draw_item(picture, item_id: str, size: int, jitter: bool, mirror: bool = True):
     """The item's image: the drawing on grey, ``size`` px square; with ``jitter`` scaled to
-    55-90% of the side, turned by up to 20 degrees, shifted by up to 10% and mirrored half the
-    time, all drawn from the item's id (the same id gives the same image)."""
+    55-90% of the side, turned by up to 20 degrees, shifted by up to 10% and (with ``mirror``;
+    not for letters) mirrored half the time, all drawn from the item's id (the same id gives
+    the same image)."""
     from PIL import Image, ImageOps
 
-    rng = np.random.default_rng(_stable_int("jitter", item_id))
+    rng = np.random.default_rng(stable_int("jitter", item_id))
     fill = rng.uniform(0.55, 0.9) if jitter else 0.8
     angle = rng.uniform(-20, 20) if jitter else 0.0
     shift = rng.uniform(-0.1, 0.1, size=2) * size if jitter else np.zeros(2)
-    mirror = bool(rng.random() < 0.5) if jitter else False
+    mirror = bool(rng.random() < 0.5) and mirror if jitter else False
     image = picture.convert("RGBA")
     if mirror:
         image = ImageOps.mirror(image)
     image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
-    box = _alpha_box(image)
+    box = alpha_box(image)
     image = image.crop(box) if box is not None else image
     scale = fill * size / max(image.size)
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -346,7 +350,7 @@ def build_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _featurize(manifest: Path, out: Path, cache: Path, encoders: dict[str, str], options: Sequence[str]) -> None:
+def featurize_manifest(manifest: Path, out: Path, cache: Path, encoders: dict[str, str], options: Sequence[str]) -> None:
     """``python -m mmgnn.featurize`` on the manifest, in this process."""
     from mmgnn.featurize.__main__ import main as featurize_main
 
@@ -406,12 +410,9 @@ def build_ktuberling(out: str | Path, languages: Sequence[str] | None = None, ob
     manifest_file = raw / f"{out.name}-manifest.csv"
     manifest.to_csv(manifest_file, index=False)
     encoders = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
-    _featurize(manifest_file, out, raw / "featurize-cache", encoders, featurize_options)
-    record = {"settings": settings, "key": build_key(settings), "items": len(manifest),
-              "labels": int(manifest["label"].nunique()), "groups": int(manifest["group"].nunique()),
-              "text_words": int((manifest["text_source"] == "word").sum()), "source": str(source)}
-    (out / BUILD_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    featurize_manifest(manifest_file, out, raw / "featurize-cache", encoders, featurize_options)
+    return write_build_record(out, settings, manifest, text_words=int((manifest["text_source"] == "word").sum()),
+                              source=str(source))
 
 
 def _settings(languages, objects, min_per_label, image_size, jitter, text_encoder, image_encoder, audio_encoder,
@@ -437,7 +438,7 @@ def cached_build(folder: Path, settings: dict) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(file: Path) -> Iterator[None]:
+def build_lock(file: Path) -> Iterator[None]:
     """An exclusive lock on ``file``: parallel jobs wait for one build instead of racing."""
     file.parent.mkdir(parents=True, exist_ok=True)
     with open(file, "a") as handle:
@@ -453,23 +454,47 @@ def datasets_root(root: str | Path | None = None) -> Path:
     return Path(root) if root is not None else paths.home() / "datasets"
 
 
-def ensure_ktuberling(name: str = "ktuberling", root: str | Path | None = None, **build_args) -> Path:
-    """The dataset folder ``<root>/<name>``, built now unless a build with the same settings is
-    there (a build with other settings is replaced)."""
+def ensure_build(name: str, root: str | Path | None, settings: dict, build) -> Path:
+    """The dataset folder ``<root>/<name>``: ``build(folder)`` is called now unless a build
+    with the same ``settings`` is there (a build with other settings is replaced); parallel
+    jobs wait for one build."""
     folder = datasets_root(root) / name
-    defaults = {k: v.default for k, v in inspect.signature(build_ktuberling).parameters.items()}
-    given = {**defaults, **build_args}
-    settings = _settings(given["languages"], given["objects"], given["min_per_label"], given["image_size"],
-                         given["jitter"], given["text_encoder"], given["image_encoder"], given["audio_encoder"],
-                         given["featurize_options"])
-    with _locked(folder.with_name(f".{name}.lock")):
+    with build_lock(folder.with_name(f".{name}.lock")):
         if not cached_build(folder, settings):
             if folder.exists() and not (folder / INFO_FILE).exists() and any(folder.iterdir()):
                 raise SuiteDataError(f"{folder} exists and is not a suite dataset build; move it away")
             log.info("building %s (settings %s)", folder, settings)
             print(f"building dataset {name} into {folder} (once; later runs load it)", flush=True)
-            build_ktuberling(folder, **build_args)
+            build(folder)
     return folder
+
+
+def write_build_record(out: Path, settings: dict, manifest: pd.DataFrame, **extra) -> dict:
+    """``<out>/suite_build.json``: the settings (and their key, which :func:`cached_build`
+    compares) and the build's sizes."""
+    record = {"settings": settings, "key": build_key(settings), "items": len(manifest),
+              "labels": int(manifest["label"].nunique()), "groups": int(manifest["group"].nunique()), **extra}
+    (out / BUILD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def split_by_label(dataset: MultimodalDataset, fractions: Sequence[float], seed: int) -> MultimodalDataset:
+    """``dataset`` with a split stratified by label alone, drawn from ``seed``."""
+    split = stratified_split(dataset.labels, None, fractions, seed)
+    items = dataset.items.copy()
+    items["split"] = split
+    return replace(dataset, items=items, split=split, _fingerprint=None)
+
+
+def ensure_ktuberling(name: str = "ktuberling", root: str | Path | None = None, **build_args) -> Path:
+    """The dataset folder ``<root>/<name>``, built now unless a build with the same settings is
+    there (a build with other settings is replaced)."""
+    defaults = {k: v.default for k, v in inspect.signature(build_ktuberling).parameters.items()}
+    given = {**defaults, **build_args}
+    settings = _settings(given["languages"], given["objects"], given["min_per_label"], given["image_size"],
+                         given["jitter"], given["text_encoder"], given["image_encoder"], given["audio_encoder"],
+                         given["featurize_options"])
+    return ensure_build(name, root, settings, lambda folder: build_ktuberling(folder, **build_args))
 
 
 def load_ktuberling(
@@ -519,15 +544,11 @@ def load_ktuberling(
         objects=None if objects is None else list(objects), min_per_label=min_per_label, image_size=image_size,
         jitter=jitter, text_encoder=text_encoder, image_encoder=image_encoder, audio_encoder=audio_encoder,
         featurize_options=list(featurize_options), source=source)
-    dataset = load_folder(folder, modalities=list(MODALITIES), name=name)
-    split = stratified_split(dataset.labels, None, fractions, seed)
-    items = dataset.items.copy()
-    items["split"] = split
-    return replace(dataset, items=items, split=split, _fingerprint=None)
+    return split_by_label(load_folder(folder, modalities=list(MODALITIES), name=name), fractions, seed)
 
 
 #: The ``data=`` options this module builds (``conf/data/<name>.yaml``).
-OPTIONS = ("ktuberling", "ktuberling_small")
+OPTIONS = ("ktuberling", "ktuberling_small", "klettres")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -539,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmgnn.config import CONF_DIR, register_configs
 
     parser = argparse.ArgumentParser(prog="python -m mmgnn.featurize.suite_data",
-                                     description="Build the suite's KTuberling datasets now (cached).")
+                                     description="Build the suite's real datasets now (cached).")
     parser.add_argument("names", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--root", default=None, help="where to build (default <outputs>/datasets)")
     args = parser.parse_args(argv)
