@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import re
 import shutil
 import unicodedata
@@ -46,8 +45,8 @@ from mmgnn.data.folder import load_folder
 from mmgnn.data.splits import check_fractions
 from mmgnn.featurize import suite_data
 from mmgnn.featurize.suite_data import (
-    MODALITIES, SuiteDataError, alpha_box, draw_item, ensure_build, featurize_manifest, missing_package,
-    run_rsvg, split_by_label, stable_int, write_build_record,
+    MODALITIES, SuiteDataError, alpha_box, draw_item, ensure_build, featurize_manifest, item_images,
+    missing_package, run_rsvg, split_by_label, stable_int, write_build_record,
 )
 
 #: Where Debian installs KLettres' data (tests point it elsewhere).
@@ -141,8 +140,6 @@ def build_klettres(out: str | Path, languages: Sequence[str] | None = None, min_
     ``raw`` (default ``<out's folder>/klettres-raw``) keeps each item's image and the
     featurizer's per-item cache for later builds.
     """
-    from PIL import Image
-
     source = Path(source or KLETTRES)
     out = Path(out)
     raw = Path(raw) if raw is not None else out.parent / "klettres-raw"
@@ -156,26 +153,16 @@ def build_klettres(out: str | Path, languages: Sequence[str] | None = None, min_
     for font in FONT_FILES:
         if not (FONT_DIR / font).is_file():
             raise missing_package("fonts", FONT_DIR / font)
-    image_dir = raw / "images" / f"{image_size}-{'jitter' if jitter else 'plain'}"
-    image_files = []
-    for item_id, name, face in items[["item_id", "name", "face"]].itertuples(index=False):
-        file = image_dir / f"{item_id.replace('/', '__')}.png"
-        if not file.is_file():
-            file.parent.mkdir(parents=True, exist_ok=True)
-            partial = file.with_suffix(f".{os.getpid()}.partial.png")
-            draw_item(render_glyph(name, face), item_id, image_size, jitter, mirror=False).save(partial)
-            partial.replace(file)
-        image_files.append(str(file))
+    image_files = item_images(items, raw / "images" / f"{image_size}-{'jitter' if jitter else 'plain'}",
+                              lambda row: draw_item(render_glyph(row.name, row.face), row.item_id, image_size, jitter,
+                                                    mirror=False))
     manifest = pd.DataFrame({
         "item_id": items["item_id"], "label": items["label"], "group": items["language"], "text": items["name"],
         "image": image_files, "audio": items["file"], "kind": items["kind"],
         "face": [" ".join(FACES[f]) for f in items["face"]],
     })
-    raw.mkdir(parents=True, exist_ok=True)
-    manifest_file = raw / f"{out.name}-manifest.csv"
-    manifest.to_csv(manifest_file, index=False)
-    encoders = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
-    featurize_manifest(manifest_file, out, raw / "featurize-cache", encoders, featurize_options)
+    featurize_manifest(manifest, out, raw, {"text": text_encoder, "image": image_encoder, "audio": audio_encoder},
+                       featurize_options)
     return write_build_record(out, settings, manifest, syllables=int((manifest["kind"] == "syllab").sum()),
                               source=str(source))
 

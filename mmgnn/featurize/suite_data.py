@@ -350,11 +350,31 @@ def build_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def featurize_manifest(manifest: Path, out: Path, cache: Path, encoders: dict[str, str], options: Sequence[str]) -> None:
-    """``python -m mmgnn.featurize`` on the manifest, in this process."""
+def item_images(items: pd.DataFrame, folder: Path, draw) -> list[str]:
+    """Each item's image file ``<folder>/<item_id with / as __>.png``, drawn by ``draw(row)``
+    (a row of ``items``, which has ``item_id``) unless it is there (written whole or not at all)."""
+    files = []
+    for row in items.itertuples(index=False):
+        file = folder / f"{row.item_id.replace('/', '__')}.png"
+        if not file.is_file():
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(f".{os.getpid()}.partial.png")
+            draw(row).save(partial)
+            partial.replace(file)
+        files.append(str(file))
+    return files
+
+
+def featurize_manifest(manifest: pd.DataFrame, out: Path, raw: Path, encoders: dict[str, str],
+                       options: Sequence[str]) -> None:
+    """``python -m mmgnn.featurize`` on ``manifest`` (written to ``<raw>/<out's name>-manifest.csv``;
+    per-item cache ``<raw>/featurize-cache``) into ``out``, in this process."""
     from mmgnn.featurize.__main__ import main as featurize_main
 
-    argv = ["--manifest", str(manifest), "--out", str(out), "--cache", str(cache), "--quiet"]
+    raw.mkdir(parents=True, exist_ok=True)
+    manifest_file = raw / f"{out.name}-manifest.csv"
+    manifest.to_csv(manifest_file, index=False)
+    argv = ["--manifest", str(manifest_file), "--out", str(out), "--cache", str(raw / "featurize-cache"), "--quiet"]
     for kind in MODALITIES:
         argv += [f"--{kind}", kind, f"--{kind}-encoder", encoders[kind]]
     argv += list(options)
@@ -390,27 +410,18 @@ def build_ktuberling(out: str | Path, languages: Sequence[str] | None = None, ob
     drawings = render_pictures(items[["board", "object"]].drop_duplicates(), source, raw / "pictures")
     from PIL import Image
 
-    image_dir = raw / "images" / f"{image_size}-{'jitter' if jitter else 'plain'}"
-    image_files = []
-    for item_id, board, object_id in items[["item_id", "board", "object"]].itertuples(index=False):
-        file = image_dir / f"{item_id.replace('/', '__')}.png"
-        if not file.is_file():
-            file.parent.mkdir(parents=True, exist_ok=True)
-            partial = file.with_suffix(f".{os.getpid()}.partial.png")
-            with Image.open(drawings[(board, object_id)]) as picture:
-                draw_item(picture, item_id, image_size, jitter).save(partial)
-            partial.replace(file)
-        image_files.append(str(file))
+    def draw(row) -> object:
+        with Image.open(drawings[(row.board, row.object)]) as picture:
+            return draw_item(picture, row.item_id, image_size, jitter)
+
+    image_files = item_images(items, raw / "images" / f"{image_size}-{'jitter' if jitter else 'plain'}", draw)
     manifest = pd.DataFrame({
         "item_id": items["item_id"], "label": items["sound"], "group": items["language"],
         "text": items["text"], "image": image_files, "audio": items["file"],
         "text_source": items["text_source"], "picture": items["board"] + "#" + items["object"],
     })
-    raw.mkdir(parents=True, exist_ok=True)
-    manifest_file = raw / f"{out.name}-manifest.csv"
-    manifest.to_csv(manifest_file, index=False)
-    encoders = {"text": text_encoder, "image": image_encoder, "audio": audio_encoder}
-    featurize_manifest(manifest_file, out, raw / "featurize-cache", encoders, featurize_options)
+    featurize_manifest(manifest, out, raw, {"text": text_encoder, "image": image_encoder, "audio": audio_encoder},
+                       featurize_options)
     return write_build_record(out, settings, manifest, text_words=int((manifest["text_source"] == "word").sum()),
                               source=str(source))
 
