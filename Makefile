@@ -37,8 +37,13 @@ $(TEST_STAMP): $(RUN_STAMP) $(EXTRAS)
 run: $(RUN_STAMP)
 	$(VENV)/bin/python run.py $(ARGS)
 
+# Two pytest-xdist workers (the suite waits on many commands and servers; each worker and what it
+# starts runs one OpenMP thread, tests/conftest.py); `make test TEST_WORKERS=0` runs in one process.
+# loadgroup keeps the tests of one expensive shared fixture on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: $(TEST_STAMP)
-	$(VENV)/bin/python -m pytest tests $(ARGS)
+	$(VENV)/bin/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 docs: $(TEST_STAMP)
 	$(VENV)/bin/python -m mkdocs build --strict

@@ -2,6 +2,8 @@
 from experiments import bench_graphs, bench_models, bench_scale, bench_step, benchmark
 from mmgnn.config import group_options
 
+from conftest import sqlite_store
+
 
 def test_graph_benchmark_runs_on_a_small_dataset(capsys):
     bench_graphs.main(["--sizes", "200", "--repeats", "1"])
@@ -33,7 +35,7 @@ def test_beta_sweep_plot_averages_diagnostics_after_warmup_and_writes_png(tmp_pa
 
     from experiments import plot_beta_sweep
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_store(tmp_path / "m.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("beta_demo", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(exp, tags={"mmgnn.role": "sweep"}).info.run_id

@@ -19,7 +19,7 @@ from mmgnn.featurize import (
 )
 from mmgnn.models.text_encoder import MiniLMTextEncoder
 
-from conftest import ROOT
+from conftest import ROOT, sqlite_store
 
 RATE = 16000
 
@@ -363,7 +363,7 @@ def test_raw_example_to_a_finished_mlflow_run(tmp_path, text_featurizer):
     info = featurize(manifest, tmp_path / "digits", featurizers, progress=False)
     assert info["items"] == 40 and info["skipped"] == 0
     assert {c: m["items"] for c, m in info["modalities"].items()} == {"text": 38, "image": 39, "audio": 38}
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "data=folder", f"data.path={tmp_path / 'digits'}", "debug=fast",
          f"tracking.uri={uri}", "tracking.experiment=raw", f"hydra.run.dir={tmp_path / 'run'}",

@@ -14,7 +14,7 @@ from mmgnn.config import register_configs
 from mmgnn.tracking import MLflowJobRun
 from mmgnn.train.job import run_job
 
-from conftest import ROOT
+from conftest import ROOT, sqlite_store
 
 TINY = [
     "debug=fast",
@@ -42,7 +42,7 @@ def fusion_keys(keys) -> set[str]:
 def tracked_run(fused: str, tmp) -> tuple:
     """One job with ``loss.fused=fused``, tracked to a local sqlite MLflow: its result, the
     text it printed and the keys of its ``metrics.csv``."""
-    cfg = compose_cfg([f"loss.fused={fused}", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"])
+    cfg = compose_cfg([f"loss.fused={fused}", f"tracking.uri={sqlite_store(tmp / 'mlflow.db')}"])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), MLflowJobRun(cfg, tmp / "run", {}, []) as tracker:
         result = run_job(cfg, tmp / "run", callbacks=[tracker])

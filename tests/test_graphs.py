@@ -233,9 +233,16 @@ def test_knn_coincident_points_give_k_edges_without_self_deterministically():
 
 
 def test_knn_restores_dgl_thread_count():
+    # Not 1, the count a small input runs with (and the tests' OMP_NUM_THREADS, conftest): a
+    # count left at 1 would pass unnoticed. (DGL caps it at the machine's cores.)
     before = dgl.utils.get_num_threads()
-    KnnGraph(k=2).edges(modality([5, 6], pos=np.arange(11.0)[:, None]))
-    assert dgl.utils.get_num_threads() == before
+    dgl.utils.set_num_threads(2)
+    expected = dgl.utils.get_num_threads()
+    try:
+        KnnGraph(k=2).edges(modality([5, 6], pos=np.arange(11.0)[:, None]))
+        assert dgl.utils.get_num_threads() == expected
+    finally:
+        dgl.utils.set_num_threads(before)
 
 
 def test_knn_pos_missing_is_an_error_naming_the_modality():

@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from experiments import report as cli
 from mmgnn import analysis as rp
 
+from conftest import sqlite_store
+
 EXPERIMENT = "ablate_demo"
 RECALL = "test/retrieval/mean_recall"
 ACC = "test/fused/acc"
@@ -64,7 +66,7 @@ def _sweep_tags(sweep_dir, sweep_id):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp}/m.db"
+    uri = sqlite_store(tmp / "m.db")
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "art").as_uri())
 

@@ -17,7 +17,7 @@ from mmgnn.data.folder import write_folder
 from mmgnn.data.synthetic import make_synthetic
 from mmgnn.train.job import run_job
 
-from conftest import ROOT
+from conftest import ROOT, sqlite_store
 
 TINY = [
     "debug=fast",
@@ -213,7 +213,7 @@ def test_bad_dataset_fails_with_clear_error_and_failed_mlflow_run(tmp_path):
         arrays = dict(z)
     arrays["x"][5, 0] = np.nan
     np.savez(folder / "image.npz", **arrays)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = run_cli(
         [*TINY[:-1], "data=folder", f"data.path={folder}", f"tracking.uri={uri}",
          "tracking.experiment=bad", f"hydra.run.dir={tmp_path / 'run'}"],
@@ -241,7 +241,7 @@ def test_cli_prints_summary_and_writes_metrics(tmp_path):
 def test_resume_continues_the_same_mlflow_run(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     common = [*TINY[:-1], f"tracking.uri={uri}", "tracking.experiment=resume",
               f"hydra.run.dir={tmp_path / 'run'}"]
     first = run_cli([*common, "train.stop_after_epoch=1"], cwd=tmp_path)
@@ -279,7 +279,7 @@ def test_budget_mode_matches_the_parameter_count(gnn):
 def test_tracking_options_name_and_checkpoint(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = run_cli([*TINY[:-1], f"tracking.uri={uri}", "tracking.experiment=opts",
                     "tracking.run_name=my-run", "tracking.log_checkpoint=false",
                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)

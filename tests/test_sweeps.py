@@ -22,7 +22,7 @@ from mmgnn.tracking.job_run import MLflowJobRun, SweepInfo
 from mmgnn.tracking.params import flatten
 from mmgnn.launch.sweep_plan import config_loader, planned_jobs, swept_factors
 
-from conftest import ROOT
+from conftest import ROOT, sqlite_store
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
@@ -119,7 +119,7 @@ def tracked_config(tmp_path):
     """The smallest config a :class:`MLflowJobRun` tracks, to a SQLite store in ``tmp_path``."""
     return OmegaConf.create({
         "seed": 0,
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x", "run_name": None,
+        "tracking": {"uri": sqlite_store(tmp_path / "m.db"), "experiment": "x", "run_name": None,
                      "force": False, "skip_finished": True},
     })
 

@@ -1,8 +1,6 @@
 """MLflow tracking: params, hashes, locked-database retries, and multirun sweeps through every
 launcher (basic, joblib, submitit local) and against a real ``mlflow server``: one parent,
 nested children, resumable sweeps, failed jobs recorded as FAILED."""
-import atexit
-import functools
 import json
 import os
 import shutil
@@ -11,7 +9,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +26,7 @@ from mmgnn.tracking.sync import main as sync_main
 from mmgnn.tracking.sync import sync
 from mmgnn.tracking.version import PACKAGE_ROOT, code_version
 
-from conftest import ROOT
+from conftest import ROOT, migrated_store, sqlite_store
 
 TINY = [
     "debug=fast",
@@ -173,7 +170,9 @@ def check_two_by_two(uri, parents, children):
 
 @pytest.mark.parametrize("launcher", ["basic", "local_parallel", "local_submitit"])
 def test_two_by_two_sweep_nests_four_finished_runs_under_one_parent(tmp_path, launcher):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # local_parallel: its parallel jobs meet a store the sweep creates (no migrated copy)
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}" if launcher == "local_parallel" else sqlite_store(db)
     # glob over the group (= none,sum): the parent's plan expands it through Hydra's config loader
     proc = sweep(tmp_path, uri, f"hydra/launcher={launcher}", "skip=glob(*,exclude=concat)", "seed=0,1")
     assert "experiments.report --parent" in proc.stdout
@@ -199,7 +198,7 @@ def test_two_by_two_sweep_nests_four_finished_runs_under_one_parent(tmp_path, la
 
 
 def test_a_failing_job_is_failed_in_mlflow_and_the_sweep_exits_non_zero(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = sweep(tmp_path, uri, "train.stages.0.freeze=[branches.text],[branches.nope]",
                  check=False)
     assert proc.returncode != 0
@@ -230,16 +229,6 @@ def free_port():
 # tests never use), each importing mlflow: seconds of CPU per start, and more while a sweep
 # runs beside them. Off for the test servers.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-@functools.lru_cache(maxsize=None)
-def migrated_store() -> Path:
-    """An empty MLflow SQLite store at MLflow's current schema, made once per session: each
-    server's fresh store starts as a copy of it instead of running every migration again."""
-    folder = Path(tempfile.mkdtemp(prefix="mlflow_store"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    MlflowClient(f"sqlite:///{folder / 'server.db'}").search_experiments()
-    return folder / "server.db"
 
 
 class MlflowServer:
@@ -440,7 +429,7 @@ def test_unreachable_server_fails_fast_or_records_offline(tmp_path, mlflow_serve
 
 
 def test_jobs_that_fail_before_their_run_are_recorded_on_the_parent(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = sweep(tmp_path, uri, "gnn=gat,nope", check=False)
     assert proc.returncode != 0
     client, parents, children = runs_of(uri)
@@ -455,7 +444,7 @@ def test_jobs_that_fail_before_their_run_are_recorded_on_the_parent(tmp_path):
 
 
 def test_log_detail_restores_every_metric(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *TINY, f"tracking.uri={uri}",
          "tracking.experiment=detail", "tracking.log_detail=true",
