@@ -300,24 +300,25 @@ def test_laplacian_signs_flip_per_item_in_training_only():
         model_for({"a": LaplacianEncoding(k=2)}, combine="sum")
 
 
-def test_a_folder_dataset_gets_the_global_default_and_pe_auto_encodes_where_pos_is():
-    """``data=folder`` chooses no encoding of its own: it gets the default ``pe=none`` (chosen
-    on validation across the suite). ``pe=auto`` gives a modality with ``pos`` sinusoidal
-    encodings counted in steps, and one without ``pos`` none (no error); ``pe=`` overrides."""
+def test_a_folder_dataset_gets_the_global_default_pe_auto_which_encodes_where_pos_is():
+    """``data=folder`` chooses no encoding of its own: it gets the default ``pe=auto`` (chosen
+    on validation across the suite, docs/results/suite_positions.md): a modality with ``pos``
+    gets sinusoidal encodings counted in steps, one without ``pos`` none (no error); ``pe=``
+    overrides."""
     from omegaconf import OmegaConf
 
     from experiments.bench_pe import compose_cfg
     from mmgnn.data.pe import dataset_encodings
 
     folder = ["data=folder", "data.path=/nowhere"]
-    pe = OmegaConf.to_container(compose_cfg(folder + ["pe=auto"]).pe, resolve=True)
     data = tiny_dataset()
     data.modalities["b"] = ModalityData("b", data.modalities["b"].x, data.modalities["b"].ptr, None)
-    assert dataset_encodings(pe, data) == {"a": SinusoidalEncoding(num_frequencies=8, unit="spacing"),
-                                           "b": NoEncoding()}
-    for overrides in (folder, []):
-        none = OmegaConf.to_container(compose_cfg(overrides).pe, resolve=True)
-        assert dataset_encodings(none, tiny_dataset()) == {"a": NoEncoding(), "b": NoEncoding()}
+    for overrides in (folder, [], folder + ["pe=auto"]):
+        pe = OmegaConf.to_container(compose_cfg(overrides).pe, resolve=True)
+        assert dataset_encodings(pe, data) == {"a": SinusoidalEncoding(num_frequencies=8, unit="spacing"),
+                                               "b": NoEncoding()}
+    none = OmegaConf.to_container(compose_cfg(folder + ["pe=none"]).pe, resolve=True)
+    assert dataset_encodings(none, tiny_dataset()) == {"a": NoEncoding(), "b": NoEncoding()}
     rwse = OmegaConf.to_container(compose_cfg(folder + ["pe=rwse"]).pe, resolve=True)
     assert rwse["default"]["_target_"] == "mmgnn.data.pe.RandomWalkEncoding"
 

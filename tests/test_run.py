@@ -77,7 +77,7 @@ def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins(
             cfg = compose("config", overrides=overrides)
         return [s.name for s in cfg.train.stages], get_class(cfg.pe.default._target_).kind
 
-    assert chosen([]) == (["joint"], "none")
+    assert chosen([]) == (["joint"], "sinusoidal")  # pe=auto: sinusoidal where pos is
     assert chosen(["data=digits"]) == (["joint"], "index")
     register_configs()
     GlobalHydra.instance().clear()
@@ -86,10 +86,10 @@ def test_datasets_choose_their_training_and_encodings_and_the_command_line_wins(
     assert sorted(digits.graph.modalities) == ["image", "rows"]  # its own modalities: no warning
     # its validation winner (docs/results/suite_defaults.md), not the global defaults
     assert (digits.model.readout, digits.train.modality_dropout) == ("query", 0.5)
-    assert chosen(["data=synthetic_positional"]) == (["joint"], "none")
+    assert chosen(["data=synthetic_positional"]) == (["joint"], "sinusoidal")
     assert chosen(["data=digits", "train=staged", "pe=none"]) == (["warmup", "finetune"], "none")
     # a folder gets the suite's defaults: no data-specific choice
-    assert chosen(["data=folder", "data.path=/nowhere"]) == (["joint"], "none")
+    assert chosen(["data=folder", "data.path=/nowhere"]) == (["joint"], "sinusoidal")
 
 
 @pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o) or "defaults")
