@@ -73,7 +73,8 @@ SMALL_DATA = {
                        "arch", "birds", "boy", "bridge", "camel", "cart", "column", "donkey", "girl", "grass",
                        "man", "oasis", "palmtree", "pyramid", "road", "sphynx", "well", "woman")) + "]"),
     "ktuberling_small": ("data.loader.languages=[en,es,fr,it]", "data.loader.name=ktuberling_small_tiny"),
-    "klettres": ("data.loader.languages=[de,en,es,fr,it]", "data.loader.name=klettres_tiny"),
+    "klettres": ("data.loader.languages=[de,en,es,fr,it]", "data.loader.min_per_label=5",
+                 "data.loader.name=klettres_tiny"),
 }
 POSTHOC_DIR = "posthoc"  # under <outputs>/suite: validation scores computed from checkpoints
 

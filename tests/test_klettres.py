@@ -164,3 +164,18 @@ def test_a_missing_font_is_named(tmp_path, monkeypatch):
         pytest.skip(f"rsvg-convert is not installed ({K.INSTALL})")
     with pytest.raises(K.SuiteDataError, match="fonts-dejavu-core"):
         L.load_klettres(root=str(tmp_path / "datasets"), source=str(write_source(tmp_path / "src")), min_per_label=2)
+
+
+@pytest.mark.skipif(not (L.KLETTRES / "fr" / "sounds.xml").is_file(),
+                    reason=f"the Debian package klettres-data is not installed ({K.INSTALL})")
+def test_the_suite_small_build_keeps_letters_in_every_split():
+    """``python -m experiments.suite --small --datasets klettres`` builds a subset: it must keep
+    letters, each with enough recordings for train, val and test."""
+    from experiments.suite import SMALL_DATA
+    from test_config import compose_cfg
+
+    loader = compose_cfg(["data=klettres", *SMALL_DATA["klettres"]]).data.loader
+    assert loader.name != "klettres"  # its own folder, beside the full build
+    items = L.select_items(languages=list(loader.languages), min_per_label=loader.min_per_label)
+    counts = items["label"].value_counts()
+    assert len(counts) >= 20 and counts.min() >= 3
